@@ -1,0 +1,138 @@
+//! Prometheus metrics, in a registry owned by the gateway (not a global),
+//! so several gateways in one process (tests) keep their own numbers.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::esp::fault::FaultCode;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    pub cluster: String,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub cluster: String,
+    pub instance: u32,
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<ClusterLabels, Counter>,
+    faults: Family<FaultLabels, Counter>,
+    latency: Family<ClusterLabels, Histogram>,
+    pub queue_depth: Family<ClusterLabels, Gauge>,
+    pub instances: Family<ClusterLabels, Gauge>,
+    pub handled: Family<InstanceLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wasp");
+        let requests = Family::<ClusterLabels, Counter>::default();
+        let faults = Family::<FaultLabels, Counter>::default();
+        let latency = Family::<ClusterLabels, Histogram>::new_with_constructor(|| {
+            // 50 µs .. ~3.3 s
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+        });
+        let queue_depth = Family::<ClusterLabels, Gauge>::default();
+        let instances = Family::<ClusterLabels, Gauge>::default();
+        let handled = Family::<InstanceLabels, Counter>::default();
+        registry.register("esp_requests", "ESP requests per cluster", requests.clone());
+        registry.register(
+            "esp_faults",
+            "ESP faults per cluster and fault code (cluster is empty when none was resolved)",
+            faults.clone(),
+        );
+        registry.register_with_unit(
+            "esp_request_duration",
+            "Time from a parsed request to its answer",
+            prometheus_client::registry::Unit::Seconds,
+            latency.clone(),
+        );
+        registry.register(
+            "cluster_queue_depth",
+            "Requests waiting for an instance",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "cluster_instances",
+            "Live instances per cluster",
+            instances.clone(),
+        );
+        registry.register(
+            "instance_handled",
+            "Requests handled per instance slot",
+            handled.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            faults,
+            latency,
+            queue_depth,
+            instances,
+            handled,
+        }
+    }
+
+    /// Counts a request that reached a known cluster.
+    pub fn observe(&self, cluster: &str, elapsed: Duration, fault: Option<FaultCode>) {
+        let labels = ClusterLabels {
+            cluster: cluster.to_string(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if let Some(code) = fault {
+            self.fault(cluster, code);
+        }
+    }
+
+    /// Counts a fault. `cluster` is empty unless it was a known cluster.
+    pub fn fault(&self, cluster: &str, code: FaultCode) {
+        self.faults
+            .get_or_create(&FaultLabels {
+                cluster: cluster.to_string(),
+                code: code.as_u16(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,69 @@
+//! Health, readiness, metrics and the admin API.
+
+pub mod metrics;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::Gateway;
+use crate::cluster::ClusterSnapshot;
+use metrics::ClusterLabels;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: config loaded and every cluster has a live instance.
+pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    let not_ready: Vec<&str> = gw
+        .clusters
+        .values()
+        .filter(|c| c.live_instances() == 0)
+        .map(|c| &*c.name)
+        .collect();
+    if not_ready.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no live instance in cluster(s): {}\n", not_ready.join(", ")),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    for cluster in gw.clusters.values() {
+        let labels = ClusterLabels {
+            cluster: cluster.name.to_string(),
+        };
+        gw.metrics
+            .queue_depth
+            .get_or_create(&labels)
+            .set(cluster.queue_depth() as i64);
+        gw.metrics
+            .instances
+            .get_or_create(&labels)
+            .set(cluster.live_instances() as i64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        gw.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /v1/admin/clusters`: each cluster, its service type, tenants,
+/// instances and what each handled.
+pub async fn clusters(State(gw): State<Arc<Gateway>>) -> Json<Vec<ClusterSnapshot>> {
+    Json(gw.clusters.values().map(|c| c.snapshot()).collect())
+}

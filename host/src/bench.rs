@@ -1,0 +1,378 @@
+//! `wasp bench`: ESP over HTTP, measured in one run on one machine.
+//!
+//! The command re-runs itself as a server process (`--serve`) holding three
+//! servers on loopback, then drives them with a keep-alive HTTP/1.1 load
+//! generator from the first process:
+//! - (a) a native axum handler doing the same JSON parse/encode and echo;
+//! - (b) wasp with a pooled `builtin:echo` cluster;
+//! - (c) wasp with a per-request `builtin:echo` cluster.
+//!
+//! For each: peak req/s with p50/p99 (closed loop), then p50/p99 at half of
+//! that peak (open loop, latency counted from the scheduled send time so a
+//! stall is not hidden). Ratios b/a and c/a, and the in-process cost of
+//! instantiate + call + drop for (c), are printed at the end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use axum::body::Bytes;
+use axum::http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+use crate::Gateway;
+use crate::config::Config;
+use crate::esp::{self, ResponseBody};
+use crate::runtime::bindings;
+use crate::runtime::{ComponentCache, Instance, InstanceSpec, PoolSize, Runtime};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds of load per measurement.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Instances of the pooled echo cluster.
+    #[arg(long, default_value_t = 4)]
+    pub pooled_instances: usize,
+    /// Concurrent instances of the per-request echo cluster.
+    #[arg(long, default_value_t = 16)]
+    pub per_request_instances: usize,
+    /// Internal: run the three servers and print their ports.
+    #[arg(long, hide = true)]
+    pub serve: bool,
+}
+
+/// The request every target answers.
+const BODY: &str = r#"{"ReferenceId":42,"Request":{"Service":"Echo","Method":"Echo","Version":"1.0","TenantId":101,"Parameters":{"To":"+14155550100","From":"+14155550199","Document":"Quarterly report, page 1 of 3","Pages":3,"Options":{"Resolution":"fine","Retry":2}}},"UserData":{"StrategyId":"s-7"}}"#;
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.serve {
+        return serve_targets(&args).await;
+    }
+    let exe = std::env::current_exe().context("find the wasp executable")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "bench",
+            "--serve",
+            "--pooled-instances",
+            &args.pooled_instances.to_string(),
+            "--per-request-instances",
+            &args.per_request_instances.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start the bench server process")?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).await?;
+    let ports: Vec<u16> = line
+        .strip_prefix("PORTS ")
+        .context("the bench server did not report its ports")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let [native, pooled, per_request] = ports[..] else {
+        bail!("expected three ports, got {line}");
+    };
+
+    println!("{}", machine());
+    println!(
+        "load: {} keep-alive connections, {} s per measurement, body {} bytes",
+        args.connections,
+        args.seconds,
+        BODY.len()
+    );
+    let instantiate = instantiate_cost().await?;
+
+    let targets = [
+        ("a native axum", native, "/v1/esp/echo"),
+        ("b wasp pooled", pooled, "/v1/esp/echo"),
+        ("c wasp per-request", per_request, "/v1/esp/echo"),
+    ];
+    let mut rows = Vec::new();
+    for (name, port, path) in targets {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        load(addr, path, args.connections, Duration::from_secs(1), None).await?; // warm up
+        let peak = load(
+            addr,
+            path,
+            args.connections,
+            Duration::from_secs(args.seconds),
+            None,
+        )
+        .await?;
+        let half_rate = peak.rate / 2.0;
+        let half = load(
+            addr,
+            path,
+            args.connections,
+            Duration::from_secs(args.seconds),
+            Some(half_rate),
+        )
+        .await?;
+        rows.push((name, peak, half));
+    }
+    println!();
+    println!(
+        "{:<20} {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} {:>7}",
+        "server", "req/s", "p50 ms", "p99 ms", "half rate", "p50 ms", "p99 ms", "errors"
+    );
+    for (name, peak, half) in &rows {
+        println!(
+            "{:<20} {:>10.0} {:>10.3} {:>10.3} | {:>10.0} {:>10.3} {:>10.3} {:>7}",
+            name,
+            peak.rate,
+            peak.p50_ms,
+            peak.p99_ms,
+            half.rate,
+            half.p50_ms,
+            half.p99_ms,
+            peak.errors + half.errors
+        );
+    }
+    let a = rows[0].1.rate;
+    println!();
+    println!(
+        "ratio b/a (pooled / native)      = {:.2}",
+        rows[1].1.rate / a
+    );
+    println!(
+        "ratio c/a (per-request / native) = {:.2}",
+        rows[2].1.rate / a
+    );
+    println!(
+        "per-request instantiate + call + drop, in process: {:.1} µs (mean of {})",
+        instantiate.0, instantiate.1
+    );
+    drop(child.stdin.take());
+    let _ = child.wait().await;
+    Ok(())
+}
+
+/// Serves (a), (b), (c) on loopback; prints `PORTS a b c`; exits when
+/// stdin closes (the parent is done or gone).
+async fn serve_targets(args: &BenchArgs) -> Result<()> {
+    let native = axum::Router::new().route("/v1/esp/{cluster}", axum::routing::post(native_echo));
+    let pooled = Arc::new(Gateway::start(echo_config("pooled", args.pooled_instances)?).await?);
+    let per_request =
+        Arc::new(Gateway::start(echo_config("per-request", args.per_request_instances)?).await?);
+    let mut ports = Vec::new();
+    for router in [native, crate::app(pooled), crate::app(per_request)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        ports.push(listener.local_addr()?.port());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
+    println!("PORTS {} {} {}", ports[0], ports[1], ports[2]);
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    Ok(())
+}
+
+/// The baseline: the same parse and encode as the gateway, no Wasm.
+async fn native_echo(body: Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match esp::parse(&body) {
+        Ok(req) => {
+            let out = serde_json::to_vec(&ResponseBody::new(
+                req.reference_id,
+                &req.parameters,
+                req.user_data.as_ref(),
+            ))
+            .unwrap_or_default();
+            (StatusCode::OK, [("content-type", "application/json")], out).into_response()
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+fn echo_config(policy: &str, instances: usize) -> Result<Config> {
+    let text = format!(
+        r#"
+        [runtime]
+        [[tenants]]
+        id = 101
+        name = "Bench"
+        [clusters.echo]
+        service = "Echo"
+        component = "builtin:echo"
+        tenants = [101]
+        instances = {instances}
+        policy = "{policy}"
+        window = 64
+        queue = 4096
+        "#
+    );
+    Config::parse(&text, std::path::Path::new(".")).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Mean cost of a fresh per-request instance: instantiate, call, drop.
+async fn instantiate_cost() -> Result<(f64, u32)> {
+    let runtime = Runtime::new(
+        PoolSize {
+            instances: 64,
+            concurrent_calls: 64,
+            max_memory: 64 << 20,
+        },
+        ComponentCache::new(ComponentCache::default_dir()),
+    )?;
+    let spec = InstanceSpec {
+        cluster: Arc::from("bench"),
+        memory_limit: 64 << 20,
+        config: Arc::default(),
+    };
+    let bytes = crate::builtin::get("echo").context("builtin echo")?;
+    let loaded = runtime.load(bytes, &spec).await?;
+    let req = esp::parse(BODY.as_bytes()).map_err(|r| anyhow::anyhow!("{}", r.fault))?;
+    let wit = bindings::Request {
+        service: req.service.clone(),
+        method: req.method.clone(),
+        version: req.version.clone(),
+        tenant: bindings::Tenant {
+            id: 101,
+            name: "Bench".into(),
+        },
+        media_type: None,
+        parameters: req.parameters.to_wit(),
+        user_data: bindings::KvList { lists: Vec::new() },
+    };
+    let rounds = 2_000u32;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let mut instance = Instance::new(&loaded.pre, &spec, 0).await?;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        instance
+            .handle(&wit, deadline)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map_err(|f| anyhow::anyhow!("{}", f.message))?;
+    }
+    Ok((
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds),
+        rounds,
+    ))
+}
+
+/// One measurement's outcome.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// Drives `connections` keep-alive connections for `duration`: as fast as
+/// possible, or at `rate` requests per second in all.
+async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> Result<Measured> {
+    let start = Instant::now();
+    let stop = start + duration;
+    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1.0)));
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        // Spread the open-loop schedules so connections do not fire together.
+        let offset = interval.map(|iv| iv.mul_f64(i as f64 / connections as f64));
+        tasks.push(tokio::spawn(connection(
+            addr, path, start, stop, interval, offset,
+        )));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (lat, err) = task.await??;
+        latencies.extend(lat);
+        errors += err;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            0.0
+        } else {
+            let i = ((latencies.len() as f64 * p) as usize).min(latencies.len() - 1);
+            f64::from(latencies[i]) / 1000.0
+        }
+    };
+    Ok(Measured {
+        rate: latencies.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    })
+}
+
+/// One connection's loop; latencies in microseconds.
+async fn connection(
+    addr: SocketAddr,
+    path: &'static str,
+    start: Instant,
+    stop: Instant,
+    interval: Option<Duration>,
+    offset: Option<Duration>,
+) -> Result<(Vec<u32>, u64)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let body = Bytes::from_static(BODY.as_bytes());
+    let mut latencies = Vec::with_capacity(1 << 16);
+    let mut errors = 0;
+    let mut next = start + offset.unwrap_or_default();
+    loop {
+        let sent_at = match interval {
+            Some(iv) => {
+                tokio::time::sleep_until(next.into()).await;
+                let at = next;
+                next += iv;
+                at
+            }
+            None => Instant::now(),
+        };
+        if sent_at >= stop {
+            break;
+        }
+        let req = Request::post(path)
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(Full::new(body.clone()))?;
+        let resp = sender.send_request(req).await?;
+        let ok = resp.status() == StatusCode::OK;
+        resp.into_body().collect().await?;
+        if ok {
+            latencies.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        } else {
+            errors += 1;
+        }
+    }
+    Ok((latencies, errors))
+}
+
+/// The machine the figures come from.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("machine: {cores} cores, {cpu}")
+}

@@ -1,0 +1,476 @@
+//! Application Clusters: one service type, one component, a pool of
+//! instances, the tenants served, and flow control.
+//!
+//! The balancer is two semaphores and power-of-two-choices:
+//! - `capacity` holds `instances × window` permits: a request holding one
+//!   is guaranteed a slot whose window has room;
+//! - `queue` holds `queue` permits for requests waiting on `capacity`; when
+//!   none is left the request is refused at once (3003) instead of growing
+//!   memory. Waiters are served in arrival order (tokio's semaphores are
+//!   fair) until the request's deadline (3002);
+//! - among the slots with room, two are drawn at random and the one with
+//!   fewer outstanding requests wins.
+//!
+//! This is tower's `p2c` + `ConcurrencyLimit` + `Buffer` + `LoadShed`
+//! expressed without the `Buffer` task hop per request and without a
+//! `Discover` stream for replacing instances: a slot keeps its identity
+//! (and its counters) while the instance inside it is replaced.
+//!
+//! A request whose instance traps is retried once on another slot (2002 if
+//! that traps too); a timed-out request is not retried (3002). A trapped or
+//! timed-out instance is thrown away and a fresh one takes its slot.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::admin::metrics::{InstanceLabels, Metrics};
+use crate::config::{ClusterConfig, Policy, TenantConfig};
+use crate::esp::fault::{Fault, FaultCode};
+use crate::kv::Kv;
+use crate::runtime::bindings;
+use crate::runtime::{CallError, Instance, InstanceSpec, LoadedComponent, Runtime};
+
+/// One running Application Cluster.
+pub struct Cluster {
+    pub name: Arc<str>,
+    pub service: String,
+    pub version: String,
+    pub methods: HashSet<String>,
+    pub tenants: Vec<TenantConfig>,
+    pub policy: Policy,
+    pub timeout: Duration,
+    pub window: usize,
+    pub queue_capacity: usize,
+    pub source: String,
+    pub sha256: String,
+    pub from_cache: bool,
+    max_calls: u64,
+    component: LoadedComponent,
+    spec: InstanceSpec,
+    slots: Vec<Slot>,
+    capacity: Semaphore,
+    queue: Semaphore,
+    queued: AtomicUsize,
+}
+
+/// A place for one instance, with counters that survive replacement.
+struct Slot {
+    index: usize,
+    outstanding: AtomicUsize,
+    handled: AtomicU64,
+    traps: AtomicU64,
+    timeouts: AtomicU64,
+    replaced: AtomicU64,
+    live: AtomicBool,
+    /// `wasp_instance_handled_total{cluster, instance}`.
+    handled_metric: prometheus_client::metrics::counter::Counter,
+    /// The live instance (pooled policy). `None` after it was thrown away
+    /// and its replacement could not be made; the next request tries again.
+    instance: Mutex<Option<Instance>>,
+}
+
+/// Why one attempt did not answer.
+enum Failure {
+    Fault(Fault),
+    Trapped { slot: usize, reason: String },
+}
+
+impl Cluster {
+    /// Loads the component, checks it serves the cluster's service type,
+    /// and (pooled) starts every instance.
+    pub async fn start(
+        runtime: &Runtime,
+        name: &str,
+        config: &ClusterConfig,
+        tenants: Vec<TenantConfig>,
+        source: String,
+        bytes: &[u8],
+        metrics: &Metrics,
+    ) -> Result<Cluster> {
+        let spec = InstanceSpec {
+            cluster: Arc::from(name),
+            memory_limit: (config.memory_mb << 20) as usize,
+            config: Arc::new(config.config.clone()),
+        };
+        let component = runtime.load(bytes, &spec).await?;
+        if component.info.service_type != config.service {
+            bail!(
+                "cluster '{name}' serves service type '{}' but component {source} declares '{}': \
+                 a cluster only takes components of its own service type",
+                config.service,
+                component.info.service_type
+            );
+        }
+        let slots: Vec<Slot> = (0..config.instances)
+            .map(|index| Slot {
+                index,
+                outstanding: AtomicUsize::new(0),
+                handled: AtomicU64::new(0),
+                traps: AtomicU64::new(0),
+                timeouts: AtomicU64::new(0),
+                replaced: AtomicU64::new(0),
+                live: AtomicBool::new(config.policy == Policy::PerRequest),
+                handled_metric: metrics
+                    .handled
+                    .get_or_create(&InstanceLabels {
+                        cluster: name.to_string(),
+                        instance: index as u32,
+                    })
+                    .clone(),
+                instance: Mutex::new(None),
+            })
+            .collect();
+        if config.policy == Policy::Pooled {
+            for slot in &slots {
+                let instance = Instance::new(&component.pre, &spec, slot.index).await?;
+                *slot.instance.lock().await = Some(instance);
+                slot.live.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(Cluster {
+            name: Arc::from(name),
+            service: config.service.clone(),
+            version: component.info.version.clone(),
+            methods: component.info.methods.iter().cloned().collect(),
+            tenants,
+            policy: config.policy,
+            timeout: Duration::from_millis(config.timeout_ms),
+            window: config.window,
+            queue_capacity: config.queue,
+            source,
+            sha256: component.sha256.clone(),
+            from_cache: component.from_cache,
+            max_calls: config.max_calls,
+            capacity: Semaphore::new(config.instances * config.window),
+            queue: Semaphore::new(config.queue),
+            queued: AtomicUsize::new(0),
+            component,
+            spec,
+            slots,
+        })
+    }
+
+    /// Whether the cluster serves this tenant.
+    pub fn serves(&self, tenant: u32) -> bool {
+        self.tenants.iter().any(|t| t.id == tenant)
+    }
+
+    /// Requests waiting for an instance.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Instances alive now.
+    pub fn live_instances(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.live.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Handles one request: balance, run, retry once after a trap.
+    pub async fn call(&self, req: &bindings::Request) -> Result<Kv, Fault> {
+        let deadline = Instant::now() + self.timeout;
+        match self.attempt(req, deadline, None).await {
+            Ok(kv) => Ok(kv),
+            Err(Failure::Fault(fault)) => Err(fault),
+            Err(Failure::Trapped { slot, reason }) => {
+                tracing::warn!(instance = slot, "instance trapped, retrying once: {reason}");
+                match self.attempt(req, deadline, Some(slot)).await {
+                    Ok(kv) => Ok(kv),
+                    Err(Failure::Fault(fault)) => Err(fault),
+                    Err(Failure::Trapped {
+                        slot: again,
+                        reason: why,
+                    }) => Err(Fault::new(
+                        FaultCode::LostConnection,
+                        format!(
+                            "instance {name}#{slot} {reason}; the retry on {name}#{again} {why}",
+                            name = self.name
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        req: &bindings::Request,
+        deadline: Instant,
+        avoid: Option<usize>,
+    ) -> Result<Kv, Failure> {
+        let _permit = match self.capacity.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let Ok(_place) = self.queue.try_acquire() else {
+                    return Err(Failure::Fault(Fault::new(
+                        FaultCode::Overloaded,
+                        format!(
+                            "cluster '{}' is overloaded: {} requests already wait",
+                            self.name, self.queue_capacity
+                        ),
+                    )));
+                };
+                self.queued.fetch_add(1, Ordering::Relaxed);
+                let waited =
+                    tokio::time::timeout_at(deadline.into(), self.capacity.acquire()).await;
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        return Err(Failure::Fault(
+                            self.timeout_fault("waiting for a free instance"),
+                        ));
+                    }
+                }
+            }
+        };
+        let slot = self.reserve_slot(avoid);
+        tracing::Span::current().record("instance", slot.index);
+        let result = self.run_on(slot, req, deadline).await;
+        slot.outstanding.fetch_sub(1, Ordering::Release);
+        result
+    }
+
+    /// Power of two choices among slots with room in their window; falls
+    /// back to a scan. Holding a capacity permit guarantees one has room.
+    fn reserve_slot(&self, avoid: Option<usize>) -> &Slot {
+        let n = self.slots.len();
+        let mut rng = rand::rng();
+        loop {
+            let a = rng.random_range(0..n);
+            let b = if n > 1 {
+                (a + rng.random_range(1..n)) % n
+            } else {
+                a
+            };
+            let key = |i: usize| {
+                (
+                    Some(i) == avoid,
+                    self.slots[i].outstanding.load(Ordering::Acquire),
+                )
+            };
+            let (first, second) = if key(b) < key(a) { (b, a) } else { (a, b) };
+            let start = rng.random_range(0..n);
+            let scan = (0..n).map(|k| (start + k) % n);
+            let order = [first, second]
+                .into_iter()
+                .chain(scan.clone().filter(|i| Some(*i) != avoid))
+                .chain(scan.filter(|i| Some(*i) == avoid));
+            for i in order {
+                let slot = &self.slots[i];
+                let reserved = slot
+                    .outstanding
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                        (o < self.window).then_some(o + 1)
+                    })
+                    .is_ok();
+                if reserved {
+                    return slot;
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    async fn run_on(
+        &self,
+        slot: &Slot,
+        req: &bindings::Request,
+        deadline: Instant,
+    ) -> Result<Kv, Failure> {
+        match self.policy {
+            Policy::PerRequest => {
+                let mut instance = Instance::new(&self.component.pre, &self.spec, slot.index)
+                    .await
+                    .map_err(|e| Failure::Trapped {
+                        slot: slot.index,
+                        reason: format!("could not be instantiated: {e:#}"),
+                    })?;
+                let outcome = instance.handle(req, deadline).await;
+                self.settle(slot, outcome)
+            }
+            Policy::Pooled => {
+                let Ok(mut guard) =
+                    tokio::time::timeout_at(deadline.into(), slot.instance.lock()).await
+                else {
+                    return Err(Failure::Fault(
+                        self.timeout_fault("waiting for its instance"),
+                    ));
+                };
+                if guard.is_none() {
+                    *guard = self.instantiate(slot).await;
+                }
+                let Some(instance) = guard.as_mut() else {
+                    return Err(Failure::Trapped {
+                        slot: slot.index,
+                        reason: "could not be instantiated".into(),
+                    });
+                };
+                let outcome = instance.handle(req, deadline).await;
+                let retire = match &outcome {
+                    Ok(_) => self.max_calls > 0 && instance.calls() >= self.max_calls,
+                    Err(_) => true,
+                };
+                if retire {
+                    slot.replaced.fetch_add(1, Ordering::Relaxed);
+                    *guard = None;
+                    *guard = self.instantiate(slot).await;
+                }
+                self.settle(slot, outcome)
+            }
+        }
+    }
+
+    /// A fresh instance for a slot, or `None` (logged) if that fails.
+    async fn instantiate(&self, slot: &Slot) -> Option<Instance> {
+        match Instance::new(&self.component.pre, &self.spec, slot.index).await {
+            Ok(instance) => {
+                slot.live.store(true, Ordering::Relaxed);
+                Some(instance)
+            }
+            Err(err) => {
+                slot.live.store(false, Ordering::Relaxed);
+                tracing::error!(instance = slot.index, "cannot instantiate: {err:#}");
+                None
+            }
+        }
+    }
+
+    fn settle(
+        &self,
+        slot: &Slot,
+        outcome: Result<Result<bindings::KvList, bindings::Fault>, CallError>,
+    ) -> Result<Kv, Failure> {
+        match outcome {
+            Ok(Ok(list)) => {
+                slot.handled.fetch_add(1, Ordering::Relaxed);
+                slot.handled_metric.inc();
+                Kv::from_wit(list).map_err(|why| Failure::Trapped {
+                    slot: slot.index,
+                    reason: format!("returned an invalid KV list: {why}"),
+                })
+            }
+            Ok(Err(fault)) => {
+                slot.handled.fetch_add(1, Ordering::Relaxed);
+                slot.handled_metric.inc();
+                Err(Failure::Fault(Fault::component(fault.code, fault.message)))
+            }
+            Err(CallError::Timeout) => {
+                slot.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::Fault(
+                    self.timeout_fault("running; the instance was replaced"),
+                ))
+            }
+            Err(CallError::Trapped(reason)) => {
+                slot.traps.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::Trapped {
+                    slot: slot.index,
+                    reason,
+                })
+            }
+        }
+    }
+
+    fn timeout_fault(&self, doing: &str) -> Fault {
+        Fault::new(
+            FaultCode::Timeout,
+            format!(
+                "no answer from cluster '{}' within {} ms ({doing})",
+                self.name,
+                self.timeout.as_millis()
+            ),
+        )
+    }
+
+    /// What operators see in `GET /v1/admin/clusters`.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        ClusterSnapshot {
+            name: self.name.to_string(),
+            service: self.service.clone(),
+            version: self.version.clone(),
+            methods: {
+                let mut m: Vec<_> = self.methods.iter().cloned().collect();
+                m.sort();
+                m
+            },
+            component: self.source.clone(),
+            sha256: self.sha256.clone(),
+            policy: self.policy,
+            tenants: self
+                .tenants
+                .iter()
+                .map(|t| TenantSnapshot {
+                    id: t.id,
+                    name: t.name.clone(),
+                })
+                .collect(),
+            timeout_ms: self.timeout.as_millis() as u64,
+            window: self.window,
+            queue: QueueSnapshot {
+                depth: self.queue_depth(),
+                capacity: self.queue_capacity,
+            },
+            instances: self
+                .slots
+                .iter()
+                .map(|s| InstanceSnapshot {
+                    index: s.index,
+                    live: s.live.load(Ordering::Relaxed),
+                    outstanding: s.outstanding.load(Ordering::Relaxed),
+                    handled: s.handled.load(Ordering::Relaxed),
+                    traps: s.traps.load(Ordering::Relaxed),
+                    timeouts: s.timeouts.load(Ordering::Relaxed),
+                    replaced: s.replaced.load(Ordering::Relaxed),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterSnapshot {
+    pub name: String,
+    pub service: String,
+    pub version: String,
+    pub methods: Vec<String>,
+    pub component: String,
+    pub sha256: String,
+    pub policy: Policy,
+    pub tenants: Vec<TenantSnapshot>,
+    pub timeout_ms: u64,
+    pub window: usize,
+    pub queue: QueueSnapshot,
+    pub instances: Vec<InstanceSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantSnapshot {
+    pub id: u32,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSnapshot {
+    pub depth: usize,
+    pub capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceSnapshot {
+    pub index: usize,
+    pub live: bool,
+    pub outstanding: usize,
+    pub handled: u64,
+    pub traps: u64,
+    pub timeouts: u64,
+    pub replaced: u64,
+}

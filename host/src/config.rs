@@ -1,0 +1,436 @@
+//! The TOML config, validated as a whole before anything starts: every
+//! problem is reported at once, each with its place (`clusters.fax.tenants`).
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//!
+//! [[tenants]]
+//! id = 101
+//! name = "Environment"
+//!
+//! [clusters.fax]
+//! service = "Fax"
+//! component = "builtin:fax"   # or a path to any .wasm, relative to this file
+//! tenants = [101]
+//! instances = 4
+//! policy = "pooled"           # or "per-request"
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// Directory of the config file: relative component paths start here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Address to listen on; `--listen` overrides it.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+/// `127.0.0.1:8080`.
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// 16 MiB: a 10 MiB fax document, base64-encoded, fits.
+fn default_max_body() -> usize {
+    16 << 20
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached. Default: `$WASP_CACHE_DIR`,
+    /// else `$XDG_CACHE_HOME/wasp`, else `~/.cache/wasp`.
+    pub cache_dir: Option<PathBuf>,
+    /// Turn the compiled-component cache off.
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TenantConfig {
+    pub id: u32,
+    pub name: String,
+}
+
+/// A tenant named in config: by id or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TenantRef {
+    Id(u32),
+    Name(String),
+}
+
+impl std::fmt::Display for TenantRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TenantRef::Id(id) => write!(f, "{id}"),
+            TenantRef::Name(name) => write!(f, "'{name}'"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Long-lived instances that keep state between calls; retired after a
+    /// trap, a timeout or `max-calls` calls.
+    Pooled,
+    /// A fresh instance from the pre-linked template for every request.
+    PerRequest,
+}
+
+/// One Application Cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterConfig {
+    /// The service type the cluster serves, e.g. `Fax`. The component must
+    /// declare the same.
+    pub service: String,
+    /// `builtin:<name>` or a path to a `.wasm` component.
+    pub component: String,
+    /// Tenants served (ids or names).
+    pub tenants: Vec<TenantRef>,
+    /// Instances (pooled) or concurrent instances at most (per-request).
+    #[serde(default = "default_instances")]
+    pub instances: usize,
+    #[serde(default = "default_policy")]
+    pub policy: Policy,
+    /// Deadline of a request, queueing included, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Requests that may wait when every instance's window is full; one
+    /// more is refused at once with fault 3003.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Requests assigned to one instance at once (running or waiting on it).
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Linear memory limit per instance, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Retire a pooled instance after this many calls (0: never).
+    #[serde(default)]
+    pub max_calls: u64,
+    /// Values the component reads through `wasp:esp/config`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// 2 instances.
+fn default_instances() -> usize {
+    2
+}
+/// `pooled`.
+fn default_policy() -> Policy {
+    Policy::Pooled
+}
+/// 5 seconds.
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+/// 256 waiting requests per cluster.
+fn default_queue() -> usize {
+    256
+}
+/// 4 requests per instance.
+fn default_window() -> usize {
+    4
+}
+/// 64 MiB per instance.
+fn default_memory_mb() -> u64 {
+    64
+}
+
+/// Bounds that keep one config line from exhausting the host.
+pub const MAX_INSTANCES: usize = 256;
+pub const MAX_QUEUE: usize = 100_000;
+pub const MAX_WINDOW: usize = 1_024;
+pub const MAX_MEMORY_MB: u64 = 4_096;
+
+/// Everything wrong with a config file, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![format!("{}: cannot read: {e}", path.display())],
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base).map_err(|mut e| {
+            for p in &mut e.problems {
+                *p = format!("{}: {p}", path.display());
+            }
+            e
+        })
+    }
+
+    /// Parses and validates config text; `base_dir` anchors relative paths.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            problems: vec![e.to_string().trim_end().to_string()],
+        })?;
+        config.base_dir = base_dir.to_path_buf();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that can be checked without loading components.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut ids = HashSet::new();
+        let mut names = HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            if !ids.insert(t.id) {
+                problems.push(format!(
+                    "tenants[{i}].id: tenant id {} is declared twice",
+                    t.id
+                ));
+            }
+            if t.name.trim().is_empty() {
+                problems.push(format!("tenants[{i}].name: is empty"));
+            } else if !names.insert(t.name.as_str()) {
+                problems.push(format!(
+                    "tenants[{i}].name: tenant name '{}' is declared twice",
+                    t.name
+                ));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            problems.push("server.max-body-bytes: must be at least 1024".into());
+        }
+        for (name, c) in &self.clusters {
+            let at = format!("clusters.{name}");
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                problems.push(format!(
+                    "{at}: cluster names may use letters, digits, '-' and '_' only (they appear in URLs)"
+                ));
+            }
+            if c.service.trim().is_empty() {
+                problems.push(format!("{at}.service: is empty"));
+            }
+            if let Err(e) = self.component_source(&c.component) {
+                problems.push(format!("{at}.component: {e}"));
+            }
+            if c.tenants.is_empty() {
+                problems.push(format!(
+                    "{at}.tenants: a cluster must serve at least one tenant"
+                ));
+            }
+            for (i, t) in c.tenants.iter().enumerate() {
+                if self.tenant(t).is_none() {
+                    problems.push(format!(
+                        "{at}.tenants[{i}]: tenant {t} is not declared in [[tenants]]"
+                    ));
+                }
+            }
+            check_range(
+                &mut problems,
+                &at,
+                "instances",
+                c.instances as u64,
+                1,
+                MAX_INSTANCES as u64,
+            );
+            check_range(
+                &mut problems,
+                &at,
+                "window",
+                c.window as u64,
+                1,
+                MAX_WINDOW as u64,
+            );
+            check_range(
+                &mut problems,
+                &at,
+                "queue",
+                c.queue as u64,
+                0,
+                MAX_QUEUE as u64,
+            );
+            check_range(
+                &mut problems,
+                &at,
+                "memory-mb",
+                c.memory_mb,
+                1,
+                MAX_MEMORY_MB,
+            );
+            check_range(&mut problems, &at, "timeout-ms", c.timeout_ms, 1, 3_600_000);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The declared tenant a reference names.
+    pub fn tenant(&self, r: &TenantRef) -> Option<&TenantConfig> {
+        self.tenants.iter().find(|t| match r {
+            TenantRef::Id(id) => t.id == *id,
+            TenantRef::Name(name) => &t.name == name,
+        })
+    }
+
+    /// Where a cluster's component comes from.
+    pub fn component_source(&self, component: &str) -> Result<ComponentSource, String> {
+        if let Some(name) = component.strip_prefix("builtin:") {
+            return if crate::builtin::get(name).is_some() {
+                Ok(ComponentSource::Builtin(name.to_string()))
+            } else {
+                Err(format!(
+                    "no builtin component '{name}' (builtins: {})",
+                    crate::builtin::names().join(", ")
+                ))
+            };
+        }
+        let path = self.base_dir.join(component);
+        if path.is_file() {
+            Ok(ComponentSource::File(path))
+        } else {
+            Err(format!("component file {} does not exist", path.display()))
+        }
+    }
+}
+
+fn check_range(problems: &mut Vec<String>, at: &str, field: &str, value: u64, min: u64, max: u64) {
+    if value < min || value > max {
+        problems.push(format!("{at}.{field}: {value} is outside {min}..={max}"));
+    }
+}
+
+/// A component's origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    Builtin(String),
+    File(PathBuf),
+}
+
+impl ComponentSource {
+    pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
+        match self {
+            ComponentSource::Builtin(name) => Ok(std::borrow::Cow::Borrowed(
+                crate::builtin::get(name).expect("validated builtin name"),
+            )),
+            ComponentSource::File(path) => std::fs::read(path).map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComponentSource::Builtin(name) => write!(f, "builtin:{name}"),
+            ComponentSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [[tenants]]
+        id = 101
+        name = "Environment"
+
+        [clusters.fax]
+        service = "Fax"
+        component = "builtin:fax"
+        tenants = [101, "Environment"]
+    "#;
+
+    #[test]
+    fn a_good_config_gets_its_defaults() {
+        let c = Config::parse(GOOD, Path::new(".")).unwrap();
+        let fax = &c.clusters["fax"];
+        assert_eq!(fax.instances, 2);
+        assert_eq!(fax.policy, Policy::Pooled);
+        assert_eq!(c.server.listen, default_listen());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let text = r#"
+            [[tenants]]
+            id = 101
+            name = "A"
+            [[tenants]]
+            id = 101
+            name = "A"
+
+            [clusters."bad name"]
+            service = ""
+            component = "builtin:nope"
+            tenants = [103]
+            instances = 0
+        "#;
+        let err = Config::parse(text, Path::new(".")).unwrap_err();
+        let all = err.to_string();
+        for want in [
+            "tenants[1].id: tenant id 101 is declared twice",
+            "tenants[1].name: tenant name 'A' is declared twice",
+            "clusters.bad name: cluster names may use",
+            "clusters.bad name.service: is empty",
+            "clusters.bad name.component: no builtin component 'nope'",
+            "clusters.bad name.tenants[0]: tenant 103 is not declared",
+            "clusters.bad name.instances: 0 is outside 1..=256",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_line() {
+        let err = Config::parse(&format!("{GOOD}\nwindoww = 3\n"), Path::new(".")).unwrap_err();
+        let all = err.to_string();
+        assert!(all.contains("windoww"), "{all}");
+        assert!(all.contains("line"), "{all}");
+    }
+}

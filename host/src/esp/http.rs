@@ -1,0 +1,94 @@
+//! `POST /v1/esp/{cluster}`: thin handler — read, parse, dispatch, answer.
+//! The one fault → HTTP mapping is the `IntoResponse` for [`Refused`].
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::fault::{Fault, FaultCode};
+use super::{FaultBody, Refused, ResponseBody};
+use crate::Gateway;
+
+pub async fn handle(
+    State(gw): State<Arc<Gateway>>,
+    Path(cluster): Path<String>,
+    body: Body,
+) -> Response {
+    let bytes = match axum::body::to_bytes(body, gw.config.server.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return Refused {
+                reference_id: 0,
+                user_data: None,
+                fault: Fault::invalid(format!(
+                    "the request body is larger than {} bytes",
+                    gw.config.server.max_body_bytes
+                )),
+            }
+            .into_response();
+        }
+    };
+    let req = match super::parse(&bytes) {
+        Ok(req) => req,
+        Err(refused) => {
+            // Label only clusters that exist: a path must not mint series.
+            let label = if gw.clusters.contains_key(&cluster) {
+                cluster.as_str()
+            } else {
+                ""
+            };
+            gw.metrics.fault(label, refused.fault.code);
+            return refused.into_response();
+        }
+    };
+    let span = tracing::info_span!(
+        "esp",
+        cluster = %cluster,
+        reference_id = req.reference_id,
+        tenant = tracing::field::Empty,
+        instance = tracing::field::Empty,
+    );
+    match super::dispatch(&gw, &cluster, &req).instrument(span).await {
+        Ok(result) => json_response(
+            StatusCode::OK,
+            &ResponseBody::new(req.reference_id, &result, req.user_data.as_ref()),
+        ),
+        Err(fault) => Refused {
+            reference_id: req.reference_id,
+            user_data: req.user_data,
+            fault,
+        }
+        .into_response(),
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let mut response = json_response(self.fault.status, &FaultBody::new(&self));
+        if self.fault.code == FaultCode::Overloaded {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,326 @@
+//! ESP ingress: `Request3rdServer` in, `Event3rdServerResponse` or
+//! `Event3rdServerFault` out (PROTOCOL.md). The request parser and the
+//! dispatcher are transport-free; `http` puts them on `POST /v1/esp/{cluster}`.
+//!
+//! Checks, in order: well-formed request (3000) → cluster exists (2001,
+//! HTTP 404) → tenant given and known (3001) → service and method served
+//! by the cluster (2000) → cluster serves the tenant (2001) → balancer
+//! (3003 overloaded, 3002 timeout, 2002 lost, 3005 component fault).
+
+pub mod fault;
+pub mod http;
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::Gateway;
+use crate::config::TenantConfig;
+use crate::kv::Kv;
+use crate::runtime::bindings;
+use fault::{Fault, FaultCode};
+
+/// A parsed `Request3rdServer`.
+#[derive(Debug, Clone)]
+pub struct EspRequest {
+    pub reference_id: i64,
+    /// `Cluster` (sessions only; over HTTP the path names the cluster).
+    pub cluster: Option<String>,
+    pub service: String,
+    pub method: String,
+    pub version: String,
+    pub tenant: Option<Json>,
+    pub media_type: Option<String>,
+    pub parameters: Kv,
+    pub user_data: Option<Kv>,
+}
+
+/// A fault together with what is echoed back with it.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub reference_id: i64,
+    pub user_data: Option<Kv>,
+    pub fault: Fault,
+}
+
+/// Parses a request body. On failure the fault still carries the
+/// `ReferenceId` if one could be read.
+pub fn parse(body: &[u8]) -> Result<EspRequest, Refused> {
+    let refuse = |reference_id, fault| Refused {
+        reference_id,
+        user_data: None,
+        fault,
+    };
+    let json: Json = serde_json::from_slice(body)
+        .map_err(|e| refuse(0, Fault::invalid(format!("malformed JSON: {e}"))))?;
+    let Json::Object(top) = &json else {
+        return Err(refuse(
+            0,
+            Fault::invalid("the request must be a JSON object"),
+        ));
+    };
+    let reference_id = match top.get("ReferenceId") {
+        None => 0,
+        Some(Json::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
+        Some(_) => return Err(refuse(0, Fault::invalid("ReferenceId: must be an integer"))),
+    };
+    let invalid = |msg: String| refuse(reference_id, Fault::invalid(msg));
+    let cluster = match top.get("Cluster") {
+        None => None,
+        Some(Json::String(s)) => Some(s.clone()),
+        Some(_) => return Err(invalid("Cluster: must be a string".into())),
+    };
+    let user_data = match top.get("UserData") {
+        None => None,
+        Some(json) => Some(Kv::from_json(json, "UserData").map_err(|e| invalid(e.to_string()))?),
+    };
+    let Some(request) = top.get("Request") else {
+        return Err(invalid("Request: is required".into()));
+    };
+    let Json::Object(request) = request else {
+        return Err(invalid("Request: must be an object".into()));
+    };
+    let text = |field: &str, required: bool| -> Result<Option<String>, Refused> {
+        match request.get(field) {
+            None if required => Err(invalid(format!("Request.{field}: is required"))),
+            None => Ok(None),
+            Some(Json::String(s)) if required && s.is_empty() => {
+                Err(invalid(format!("Request.{field}: is empty")))
+            }
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(invalid(format!("Request.{field}: must be a string"))),
+        }
+    };
+    let service = text("Service", true)?.unwrap_or_default();
+    let method = text("Method", true)?.unwrap_or_default();
+    let version = text("Version", false)?.unwrap_or_default();
+    let media_type = text("MediaType", false)?;
+    let parameters = match request.get("Parameters") {
+        None => Kv::new(),
+        Some(json) => {
+            Kv::from_json(json, "Request.Parameters").map_err(|e| invalid(e.to_string()))?
+        }
+    };
+    Ok(EspRequest {
+        reference_id,
+        cluster,
+        service,
+        method,
+        version,
+        tenant: request.get("TenantId").cloned(),
+        media_type,
+        parameters,
+        user_data,
+    })
+}
+
+/// Resolves `TenantId`: an integer id or a tenant name.
+fn resolve_tenant<'a>(
+    tenants: &'a [TenantConfig],
+    given: Option<&Json>,
+) -> Result<&'a TenantConfig, Fault> {
+    let unknown = |what: String| Fault::new(FaultCode::Tenant, format!("unknown tenant {what}"));
+    match given {
+        None | Some(Json::Null) => Err(Fault::new(
+            FaultCode::Tenant,
+            "Request.TenantId: is required",
+        )),
+        Some(Json::Number(n)) => {
+            let id = n.as_u64().and_then(|id| u32::try_from(id).ok());
+            id.and_then(|id| tenants.iter().find(|t| t.id == id))
+                .ok_or_else(|| unknown(n.to_string()))
+        }
+        Some(Json::String(name)) => tenants
+            .iter()
+            .find(|t| &t.name == name)
+            .or_else(|| {
+                let id: u32 = name.parse().ok()?;
+                tenants.iter().find(|t| t.id == id)
+            })
+            .ok_or_else(|| unknown(format!("'{name}'"))),
+        Some(_) => Err(Fault::new(
+            FaultCode::Tenant,
+            "Request.TenantId: must be a tenant id (integer) or name (string)",
+        )),
+    }
+}
+
+/// Runs a parsed request on a cluster, with metrics and a tracing span.
+pub async fn dispatch(gw: &Gateway, cluster_name: &str, req: &EspRequest) -> Result<Kv, Fault> {
+    let Some(cluster) = gw.clusters.get(cluster_name) else {
+        gw.metrics.fault("", FaultCode::NoServer);
+        return Err(Fault::unknown_cluster(cluster_name));
+    };
+    let started = Instant::now();
+    let result = async {
+        let tenant = resolve_tenant(&gw.config.tenants, req.tenant.as_ref())?;
+        tracing::Span::current().record("tenant", tenant.id);
+        if req.service != cluster.service {
+            return Err(Fault::new(
+                FaultCode::Unsupported,
+                format!(
+                    "cluster '{}' serves service '{}', not '{}'",
+                    cluster.name, cluster.service, req.service
+                ),
+            ));
+        }
+        if !cluster.methods.contains(&req.method) {
+            let mut methods: Vec<_> = cluster.methods.iter().map(String::as_str).collect();
+            methods.sort_unstable();
+            return Err(Fault::new(
+                FaultCode::Unsupported,
+                format!(
+                    "service '{}' has no method '{}' (methods: {})",
+                    cluster.service,
+                    req.method,
+                    methods.join(", ")
+                ),
+            ));
+        }
+        if !cluster.serves(tenant.id) {
+            return Err(Fault::new(
+                FaultCode::NoServer,
+                format!("cluster '{}' serves no tenant {}", cluster.name, tenant.id),
+            ));
+        }
+        let wit_req = bindings::Request {
+            service: req.service.clone(),
+            method: req.method.clone(),
+            version: req.version.clone(),
+            tenant: bindings::Tenant {
+                id: tenant.id,
+                name: tenant.name.clone(),
+            },
+            media_type: req.media_type.clone(),
+            parameters: req.parameters.to_wit(),
+            user_data: req
+                .user_data
+                .as_ref()
+                .map(Kv::to_wit)
+                .unwrap_or(bindings::KvList { lists: Vec::new() }),
+        };
+        cluster.call(&wit_req).await
+    }
+    .await;
+    gw.metrics.observe(
+        cluster_name,
+        started.elapsed(),
+        result.as_ref().err().map(|f| f.code),
+    );
+    if let Err(fault) = &result {
+        tracing::debug!(code = fault.code.as_u16(), "fault: {}", fault.message);
+    }
+    result
+}
+
+/// `Event3rdServerResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResponseBody<'a> {
+    pub event: &'static str,
+    pub reference_id: i64,
+    pub result: &'a Kv,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<&'a Kv>,
+}
+
+impl<'a> ResponseBody<'a> {
+    pub fn new(reference_id: i64, result: &'a Kv, user_data: Option<&'a Kv>) -> Self {
+        ResponseBody {
+            event: "Event3rdServerResponse",
+            reference_id,
+            result,
+            user_data,
+        }
+    }
+}
+
+/// `Event3rdServerFault`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FaultBody<'a> {
+    pub event: &'static str,
+    pub reference_id: i64,
+    pub fault_code: u16,
+    pub fault_string: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component_fault_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<&'a Kv>,
+}
+
+impl<'a> FaultBody<'a> {
+    pub fn new(refused: &'a Refused) -> Self {
+        FaultBody {
+            event: "Event3rdServerFault",
+            reference_id: refused.reference_id,
+            fault_code: refused.fault.code.as_u16(),
+            fault_string: &refused.fault.message,
+            component_fault_code: refused.fault.component_code,
+            user_data: refused.user_data.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_reads_the_protocol_example() {
+        let body = br#"{"ReferenceId":42,"Request":{"Service":"Classification","Method":"Classify",
+            "Version":"1.0","TenantId":101,"Parameters":{"Text":"my parcel never arrived","RootCategory":"Support"}},
+            "UserData":{"StrategyId":"s-7"}}"#;
+        let req = parse(body).unwrap();
+        assert_eq!(req.reference_id, 42);
+        assert_eq!(req.method, "Classify");
+        assert_eq!(req.parameters.0.len(), 2);
+        assert!(req.user_data.is_some());
+    }
+
+    #[test]
+    fn parse_refusals_name_the_field_and_keep_the_reference() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"{not json", "malformed JSON"),
+            (br#"{"ReferenceId":7}"#, "Request: is required"),
+            (br#"{"ReferenceId":7,"Request":{"Method":"M","TenantId":1}}"#, "Request.Service: is required"),
+            (br#"{"ReferenceId":7,"Request":{"Service":"S","Method":"M","Parameters":{"Tags":1.5}}}"#, "Request.Parameters.Tags"),
+            (br#"{"ReferenceId":7,"Request":{"Service":"S","Method":"M"},"UserData":{"a":[1]}}"#, "UserData.a"),
+            (br#"{"ReferenceId":"x"}"#, "ReferenceId: must be an integer"),
+        ];
+        for (body, want) in cases {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.fault.code, FaultCode::InvalidRequest);
+            assert!(
+                err.fault.message.contains(want),
+                "{} !~ {want}",
+                err.fault.message
+            );
+        }
+        assert_eq!(
+            parse(br#"{"ReferenceId":7,"Request":{"Service":"S"}}"#)
+                .unwrap_err()
+                .reference_id,
+            7
+        );
+    }
+
+    #[test]
+    fn tenants_resolve_by_id_or_name() {
+        let tenants = vec![TenantConfig {
+            id: 101,
+            name: "Environment".into(),
+        }];
+        let find = |j: Json| resolve_tenant(&tenants, Some(&j)).map(|t| t.id);
+        assert_eq!(find(Json::from(101)), Ok(101));
+        assert_eq!(find(Json::from("Environment")), Ok(101));
+        assert_eq!(find(Json::from("101")), Ok(101));
+        assert_eq!(find(Json::from(102)).unwrap_err().code, FaultCode::Tenant);
+        assert_eq!(find(Json::from(-1)).unwrap_err().code, FaultCode::Tenant);
+        assert_eq!(
+            resolve_tenant(&tenants, None).unwrap_err().code,
+            FaultCode::Tenant
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! Genesys KV lists on the host: the JSON encoding of PROTOCOL.md and the
+//! arena encoding of `wit/esp.wit`.
+//!
+//! JSON: integer → number without fraction, string → string, binary →
+//! `{"$binary": "<base64>"}`, nested list → object (key order kept).
+//! Anything else is refused with the offending path, e.g.
+//! `Request.Parameters.Tags`, so an ESP client knows what to fix.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value as Json;
+
+/// Deepest nesting accepted in a KV list; deeper input is refused rather
+/// than recursed into.
+pub const MAX_DEPTH: usize = 32;
+
+/// One value of a KV list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Int(i64),
+    Str(String),
+    Binary(Vec<u8>),
+    List(Kv),
+}
+
+/// An ordered KV list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kv(pub Vec<(String, Value)>);
+
+/// A KV value that is not acceptable, with the path that names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct KvError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl KvError {
+    fn new(path: &str, reason: impl Into<String>) -> Self {
+        KvError {
+            path: path.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Kv {
+    pub fn new() -> Self {
+        Kv(Vec::new())
+    }
+
+    pub fn with(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.0.push((key.into(), value));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first value under `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Reads a KV list from JSON; `path` names `json` in error messages.
+    pub fn from_json(json: &Json, path: &str) -> Result<Kv, KvError> {
+        Self::from_json_at(json, path, 0)
+    }
+
+    fn from_json_at(json: &Json, path: &str, depth: usize) -> Result<Kv, KvError> {
+        let Json::Object(map) = json else {
+            return Err(KvError::new(
+                path,
+                format!("expected a KV list (JSON object), got {}", json_kind(json)),
+            ));
+        };
+        if depth >= MAX_DEPTH {
+            return Err(KvError::new(
+                path,
+                format!("KV lists nest deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        let mut out = Vec::with_capacity(map.len());
+        for (key, value) in map {
+            let here = format!("{path}.{key}");
+            out.push((key.clone(), Value::from_json_at(value, &here, depth + 1)?));
+        }
+        Ok(Kv(out))
+    }
+
+    /// Converts to the WIT arena form: `lists[0]` is the root.
+    pub fn to_wit(&self) -> crate::runtime::bindings::KvList {
+        let mut lists = Vec::new();
+        flatten(self, &mut lists);
+        crate::runtime::bindings::KvList { lists }
+    }
+
+    /// Reads the WIT arena form a component returned. Indices must point
+    /// forward (no cycles, no sharing); anything else is refused.
+    pub fn from_wit(arena: crate::runtime::bindings::KvList) -> Result<Kv, String> {
+        let mut lists: Vec<Option<Vec<_>>> = arena.lists.into_iter().map(Some).collect();
+        if lists.is_empty() {
+            return Ok(Kv::new());
+        }
+        unflatten(&mut lists, 0)
+    }
+}
+
+impl Value {
+    fn from_json_at(json: &Json, path: &str, depth: usize) -> Result<Value, KvError> {
+        match json {
+            Json::String(s) => Ok(Value::Str(s.clone())),
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => Ok(Value::Int(i)),
+                None if n.is_u64() => Err(KvError::new(
+                    path,
+                    format!("integer {n} does not fit in 64 bits"),
+                )),
+                None => Err(KvError::new(
+                    path,
+                    format!("{n} is a float; KV values are integers, strings, binary or lists"),
+                )),
+            },
+            Json::Object(map) if map.len() == 1 && map.contains_key("$binary") => {
+                match &map["$binary"] {
+                    Json::String(b64) => BASE64
+                        .decode(b64)
+                        .map(Value::Binary)
+                        .map_err(|e| KvError::new(path, format!("$binary is not base64: {e}"))),
+                    other => Err(KvError::new(
+                        path,
+                        format!("$binary must be a base64 string, got {}", json_kind(other)),
+                    )),
+                }
+            }
+            Json::Object(_) => Ok(Value::List(Kv::from_json_at(json, path, depth)?)),
+            other => Err(KvError::new(
+                path,
+                format!(
+                    "{} is not a KV value; use an integer, string, {{\"$binary\": ...}} or object",
+                    json_kind(other)
+                ),
+            )),
+        }
+    }
+}
+
+fn json_kind(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_f64() => "a float",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+impl Serialize for Kv {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Int(i) => serializer.serialize_i64(*i),
+            Value::Str(s) => serializer.serialize_str(s),
+            Value::Binary(b) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("$binary", &BASE64.encode(b))?;
+                map.end()
+            }
+            Value::List(kv) => kv.serialize(serializer),
+        }
+    }
+}
+
+use crate::runtime::bindings::{Pair as WitPair, Value as WitValue};
+
+fn flatten(kv: &Kv, lists: &mut Vec<Vec<WitPair>>) -> u32 {
+    let index = lists.len();
+    lists.push(Vec::new());
+    let mut pairs = Vec::with_capacity(kv.0.len());
+    for (key, value) in &kv.0 {
+        let value = match value {
+            Value::Int(i) => WitValue::Int(*i),
+            Value::Str(s) => WitValue::Str(s.clone()),
+            Value::Binary(b) => WitValue::Binary(b.clone()),
+            Value::List(l) => WitValue::Nested(flatten(l, lists)),
+        };
+        pairs.push(WitPair {
+            key: key.clone(),
+            value,
+        });
+    }
+    lists[index] = pairs;
+    index as u32
+}
+
+fn unflatten(lists: &mut [Option<Vec<WitPair>>], index: usize) -> Result<Kv, String> {
+    let pairs = lists
+        .get_mut(index)
+        .ok_or_else(|| format!("nested list index {index} is out of range"))?
+        .take()
+        .ok_or_else(|| format!("nested list {index} is used twice"))?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        let value = match pair.value {
+            WitValue::Int(i) => Value::Int(i),
+            WitValue::Str(s) => Value::Str(s),
+            WitValue::Binary(b) => Value::Binary(b),
+            WitValue::Nested(i) if (i as usize) <= index => {
+                return Err(format!(
+                    "nested list index {i} in list {index} points backwards"
+                ));
+            }
+            WitValue::Nested(i) => Value::List(unflatten(lists, i as usize)?),
+        };
+        out.push((pair.key, value));
+    }
+    Ok(Kv(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_round_trip_keeps_order_types_and_nesting() {
+        let json =
+            json!({"Z": 1, "A": "x", "Bin": {"$binary": "AAEC"}, "L": {"b": 2, "a": {"deep": -5}}});
+        let kv = Kv::from_json(&json, "P").unwrap();
+        assert_eq!(kv.0[0].0, "Z");
+        assert_eq!(kv.get("Bin"), Some(&Value::Binary(vec![0, 1, 2])));
+        assert_eq!(serde_json::to_value(&kv).unwrap(), json);
+        assert_eq!(
+            serde_json::to_string(&kv).unwrap(),
+            r#"{"Z":1,"A":"x","Bin":{"$binary":"AAEC"},"L":{"b":2,"a":{"deep":-5}}}"#
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_path() {
+        let cases = [
+            (json!({"Tags": 1.5}), "Request.Parameters.Tags", "float"),
+            (json!({"A": {"B": null}}), "Request.Parameters.A.B", "null"),
+            (json!({"A": [1]}), "Request.Parameters.A", "array"),
+            (json!({"A": true}), "Request.Parameters.A", "boolean"),
+            (
+                json!({"A": {"$binary": "!!"}}),
+                "Request.Parameters.A",
+                "base64",
+            ),
+            (
+                json!({"A": 18446744073709551615u64}),
+                "Request.Parameters.A",
+                "64 bits",
+            ),
+        ];
+        for (json, path, word) in cases {
+            let err = Kv::from_json(&json, "Request.Parameters").unwrap_err();
+            assert_eq!(err.path, path, "{json}");
+            assert!(err.reason.contains(word), "{err}");
+        }
+        let err = Kv::from_json(&json!("x"), "Request.UserData").unwrap_err();
+        assert_eq!(err.path, "Request.UserData");
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let mut json = json!(1);
+        for _ in 0..(MAX_DEPTH + 2) {
+            json = json!({ "n": json });
+        }
+        let err = Kv::from_json(&json, "P").unwrap_err();
+        assert!(err.reason.contains("nest deeper"), "{err}");
+    }
+
+    #[test]
+    fn wit_arena_round_trip_and_rejects_cycles() {
+        let kv = Kv::new()
+            .with("a", Value::Int(1))
+            .with(
+                "b",
+                Value::List(Kv::new().with(
+                    "c",
+                    Value::List(Kv::new().with("d", Value::Str("x".into()))),
+                )),
+            )
+            .with("e", Value::Binary(vec![9]));
+        assert_eq!(Kv::from_wit(kv.to_wit()).unwrap(), kv);
+
+        let cyclic = crate::runtime::bindings::KvList {
+            lists: vec![vec![WitPair {
+                key: "self".into(),
+                value: WitValue::Nested(0),
+            }]],
+        };
+        assert!(Kv::from_wit(cyclic).unwrap_err().contains("backwards"));
+    }
+}

@@ -1,0 +1,193 @@
+//! # wasp — a WebAssembly-pluggable ESP gateway
+//!
+//! Interaction Server nodes send ESP requests (`Request3rdServer`); wasp
+//! routes each to a named **Application Cluster** whose instances are
+//! sandboxed Wasm components of one service type, so fax and IM never mix.
+//!
+//! ```text
+//!  POST /v1/esp/{cluster}          esp::http      thin handler
+//!        │                         esp::parse     JSON → EspRequest (3000)
+//!        ▼                         esp::dispatch  cluster, tenant, service,
+//!  Gateway.clusters[cluster]                      method checks (2001/3001/2000)
+//!        │                         cluster        queue + window + p2c
+//!        ▼                                        (3003, 3002, retry → 2002)
+//!  Instance (Store per instance)   runtime        wasmtime, pooling allocator,
+//!        │                                        epoch deadlines, disk cache
+//!        ▼
+//!  Event3rdServerResponse / Event3rdServerFault
+//! ```
+//!
+//! Module by module:
+//! - [`config`]: TOML, validated as a whole before anything starts.
+//! - [`kv`]: Genesys KV lists ⇄ JSON ⇄ the WIT arena.
+//! - [`runtime`]: engine, linker, component cache, instances, limits.
+//! - [`cluster`]: Application Clusters and the balancer.
+//! - [`esp`]: the ESP ingress and the fault codes.
+//! - [`admin`]: health, readiness, metrics, admin API.
+//! - [`bench`]: the load generator behind `wasp bench`.
+
+pub mod admin;
+pub mod bench;
+pub mod builtin;
+pub mod cluster;
+pub mod config;
+pub mod esp;
+pub mod kv;
+pub mod runtime;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use admin::metrics::Metrics;
+use cluster::Cluster;
+use config::{Config, Policy};
+use runtime::{ComponentCache, PoolSize, Runtime};
+
+/// One loaded configuration: the runtime and every cluster, ready to serve.
+pub struct Gateway {
+    pub config: Config,
+    pub runtime: Runtime,
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("clusters", &self.clusters.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Every problem found while starting clusters, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct StartError {
+    pub problems: Vec<String>,
+}
+
+impl Gateway {
+    /// Builds the runtime and starts every cluster (compile or load from
+    /// cache, instantiate, check the service type). All clusters are tried
+    /// so that every problem is reported at once.
+    pub async fn start(config: Config) -> Result<Gateway> {
+        let pool = pool_size(&config);
+        let cache = if config.runtime.no_cache {
+            ComponentCache::new(None)
+        } else {
+            ComponentCache::new(
+                config
+                    .runtime
+                    .cache_dir
+                    .clone()
+                    .or_else(ComponentCache::default_dir),
+            )
+        };
+        let runtime = Runtime::new(pool, cache)?;
+        let metrics = Metrics::new();
+        let mut clusters = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (name, cc) in &config.clusters {
+            let tenants = cc
+                .tenants
+                .iter()
+                .filter_map(|t| config.tenant(t).cloned())
+                .collect();
+            let started = async {
+                let source = config
+                    .component_source(&cc.component)
+                    .map_err(anyhow::Error::msg)?;
+                let bytes = source
+                    .bytes()
+                    .with_context(|| format!("read component {source}"))?;
+                Cluster::start(
+                    &runtime,
+                    name,
+                    cc,
+                    tenants,
+                    source.to_string(),
+                    &bytes,
+                    &metrics,
+                )
+                .await
+            }
+            .await;
+            match started {
+                Ok(cluster) => {
+                    tracing::info!(
+                        cluster = %name,
+                        service = %cluster.service,
+                        instances = cc.instances,
+                        cached = cluster.from_cache,
+                        "cluster started"
+                    );
+                    clusters.insert(name.clone(), Arc::new(cluster));
+                }
+                Err(err) => problems.push(format!("clusters.{name}: {err:#}")),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(StartError { problems }.into());
+        }
+        Ok(Gateway {
+            config,
+            runtime,
+            clusters,
+            metrics,
+        })
+    }
+}
+
+/// Pool sizes for the whole config: every pooled instance plus room for
+/// the `describe` probe, per-request instances and replacements.
+fn pool_size(config: &Config) -> PoolSize {
+    let instances: usize = config.clusters.values().map(|c| c.instances).sum();
+    let clusters = config.clusters.len();
+    let per_request: usize = config
+        .clusters
+        .values()
+        .filter(|c| c.policy == Policy::PerRequest)
+        .map(|c| c.instances)
+        .sum();
+    let max_memory_mb = config
+        .clusters
+        .values()
+        .map(|c| c.memory_mb)
+        .max()
+        .unwrap_or(64);
+    PoolSize {
+        instances: (instances + per_request + clusters * 2 + 16) as u32,
+        concurrent_calls: (instances + clusters * 2 + 16) as u32,
+        max_memory: max_memory_mb << 20,
+    }
+}
+
+/// The HTTP surface. A function of the state, so tests serve it on
+/// `127.0.0.1:0` and talk to it over real sockets.
+pub fn app(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/esp/{cluster}", post(esp::http::handle))
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route("/metrics", get(admin::metrics))
+        .route("/v1/admin/clusters", get(admin::clusters))
+        .with_state(gw)
+}
+
+/// Serves `app` until `shutdown` is cancelled, then drains in-flight
+/// requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    axum::serve(listener, app(gw))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("serve HTTP")
+}

@@ -1,0 +1,176 @@
+//! The `wasp` command line: `run`, `check`, `bench`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wasp::Gateway;
+use wasp::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "wasp", version, about = "WebAssembly-pluggable ESP gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the ESP gateway described by a config file.
+    Run {
+        /// The TOML config file.
+        config: PathBuf,
+        /// Address to listen on (overrides `server.listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Load and instantiate everything a config names, then exit: non-zero
+    /// with the reasons if anything is wrong.
+    Check {
+        /// The TOML config file.
+        config: PathBuf,
+    },
+    /// Measure ESP over HTTP: a native handler vs pooled vs per-request
+    /// Wasm instances, in one run on this machine.
+    Bench(wasp::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("wasp: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config, listen } => run(config, listen).await,
+            Command::Check { config } => check(config).await,
+            Command::Bench(args) => wasp::bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wasp: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))
+}
+
+async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
+    let config = load(&path)?;
+    let addr = listen.unwrap_or(config.server.listen);
+    let gw = Arc::new(Gateway::start(config).await.context("cannot start")?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    println!("wasp listening on http://{local}");
+    for cluster in gw.clusters.values() {
+        println!(
+            "  cluster {:<12} service {} ({} instances, {:?}) for tenants {}",
+            cluster.name,
+            cluster.service,
+            cluster.snapshot().instances.len(),
+            cluster.policy,
+            cluster
+                .tenants
+                .iter()
+                .map(|t| format!("{} {}", t.id, t.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(line) = try_line(&gw, local) {
+        println!("try:\n  {line}");
+    }
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("wasp: shutting down, finishing in-flight requests");
+            on_signal.cancel();
+        }
+    });
+    wasp::serve(listener, gw, shutdown).await
+}
+
+/// One curl line that works against the first cluster.
+fn try_line(gw: &Gateway, addr: SocketAddr) -> Option<String> {
+    let cluster = gw.clusters.values().next()?;
+    let tenant = cluster.tenants.first()?.id;
+    let (method, params) = if cluster.service == "Fax" {
+        (
+            "SendFax",
+            r#"{"To":"+14155550100","Document":"Hello from wasp"}"#,
+        )
+    } else if cluster.service == "IM" {
+        (
+            "SendMessage",
+            r#"{"To":"agent-7","Text":"Hello from wasp"}"#,
+        )
+    } else {
+        let mut methods: Vec<_> = cluster.methods.iter().collect();
+        methods.sort();
+        (methods.first()?.as_str(), "{}")
+    };
+    Some(format!(
+        "curl -s http://{addr}/v1/esp/{} -H 'content-type: application/json' \\\n    -d '{{\"ReferenceId\":1,\"Request\":{{\"Service\":\"{}\",\"Method\":\"{method}\",\"TenantId\":{tenant},\"Parameters\":{params}}}}}'",
+        cluster.name, cluster.service
+    ))
+}
+
+async fn check(path: PathBuf) -> Result<()> {
+    let config = load(&path)?;
+    let gw = Gateway::start(config)
+        .await
+        .context("the config does not start")?;
+    for cluster in gw.clusters.values() {
+        let mut methods: Vec<_> = cluster.methods.iter().cloned().collect();
+        methods.sort();
+        println!(
+            "cluster {}: service {} {} ({}) from {}, {} instance(s) {:?}, tenants {}{}",
+            cluster.name,
+            cluster.service,
+            cluster.version,
+            methods.join(", "),
+            cluster.source,
+            cluster.live_instances(),
+            cluster.policy,
+            cluster
+                .tenants
+                .iter()
+                .map(|t| t.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if cluster.from_cache {
+                " [compiled code from cache]"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("{}: OK", path.display());
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! One instance: a `Store` with its `HostState`, and the component's
+//! exports. A call gets an absolute deadline; a trapped or timed-out
+//! instance can never be entered again, so the cluster throws it away.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, EspService, EspServicePre, LogLevel};
+
+/// What every instance of one cluster shares: its limits, identity and
+/// the capability grants of the cluster.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// Cluster name, for logs.
+    pub cluster: Arc<str>,
+    /// Linear memory limit per instance, in bytes.
+    pub memory_limit: usize,
+    /// The cluster's `config` table, readable through `wasp:esp/config`.
+    pub config: Arc<BTreeMap<String, String>>,
+}
+
+/// Per-store host state (Spin's and wasmtime's `HostState` shape): WASI
+/// with nothing granted, the limiter, and this cluster's grants.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    spec: InstanceSpec,
+    instance: usize,
+    deadline: Instant,
+}
+
+/// Stops linear memory growth at the cluster's limit and remembers that it
+/// did, so the fault can say why the instance died.
+struct MemoryLimiter {
+    limit: usize,
+    exceeded: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = Some(desired);
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} MiB exceeded (asked for {} MiB)",
+                self.limit >> 20,
+                desired.div_ceil(1 << 20)
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::wasp::esp::types::Host for HostState {}
+
+impl bindings::wasp::esp::log::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+        let cluster = &*self.spec.cluster;
+        let instance = self.instance;
+        let fields = FieldList(&fields);
+        match level {
+            LogLevel::Trace => {
+                tracing::trace!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+            }
+        }
+    }
+}
+
+struct FieldList<'a>(&'a [(String, String)]);
+
+impl std::fmt::Display for FieldList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{k}={v:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl bindings::wasp::esp::config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.spec.config.get(&key).cloned()
+    }
+
+    fn get_all(&mut self) -> Vec<(String, String)> {
+        self.spec
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Why a call did not produce an answer from the component.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The deadline passed while the component ran.
+    #[error("no answer within the deadline")]
+    Timeout,
+    /// The component trapped (panic, unreachable, memory limit ...).
+    #[error("{0}")]
+    Trapped(String),
+}
+
+/// One live instance of a component.
+pub struct Instance {
+    store: Store<HostState>,
+    exports: EspService,
+    calls: u64,
+}
+
+impl Instance {
+    /// Instantiates a fresh store from the pre-linked component.
+    pub async fn new(
+        pre: &EspServicePre<HostState>,
+        spec: &InstanceSpec,
+        index: usize,
+    ) -> Result<Instance> {
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: spec.memory_limit,
+                exceeded: None,
+            },
+            spec: spec.clone(),
+            instance: index,
+            deadline: Instant::now() + std::time::Duration::from_secs(10),
+        };
+        let mut store = Store::new(pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        let exports = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("instantiate the component")?;
+        Ok(Instance {
+            store,
+            exports,
+            calls: 0,
+        })
+    }
+
+    /// Calls made on this instance so far.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Asks the component what it serves.
+    pub async fn describe(&mut self) -> Result<bindings::ServiceInfo> {
+        self.arm(Instant::now() + std::time::Duration::from_secs(10));
+        self.exports
+            .wasp_esp_service()
+            .call_describe(&mut self.store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("call describe")
+    }
+
+    /// Handles one request, stopping at `deadline`.
+    pub async fn handle(
+        &mut self,
+        req: &bindings::Request,
+        deadline: Instant,
+    ) -> Result<Result<bindings::KvList, bindings::Fault>, CallError> {
+        self.arm(deadline);
+        self.calls += 1;
+        let result = self
+            .exports
+            .wasp_esp_service()
+            .call_handle(&mut self.store, req)
+            .await;
+        result.map_err(|err| self.explain(err))
+    }
+
+    fn arm(&mut self, deadline: Instant) {
+        // Epoch deadlines are absolute: re-arm before every call, or a
+        // long-lived instance would trap on its next call.
+        self.store.data_mut().deadline = deadline;
+        self.store.set_epoch_deadline(1);
+    }
+
+    fn explain(&self, err: wasmtime::Error) -> CallError {
+        if let Some(wanted) = self.store.data().limiter.exceeded {
+            return CallError::Trapped(format!(
+                "memory limit of {} MiB exceeded (asked for {} MiB)",
+                self.store.data().limiter.limit >> 20,
+                wanted.div_ceil(1 << 20)
+            ));
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::Timeout,
+            Some(trap) => CallError::Trapped(format!("trapped: {trap}")),
+            None => CallError::Trapped(format!("failed: {}", err.root_cause())),
+        }
+    }
+}

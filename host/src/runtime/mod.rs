@@ -1,0 +1,179 @@
+//! The Wasm runtime: one wasmtime `Engine` + `Linker` per process, one
+//! compiled `Component` + `InstancePre` per loaded component, one `Store`
+//! per instance (the three lifetimes of Spin and `wasmtime serve`).
+//!
+//! - **Pooling allocator**, tuned for per-request instances: no
+//!   copy-on-write or guard tricks, so resetting a slot is a memset rather
+//!   than madvise and page faults that contend across threads.
+//! - **Compile once**: compiled components are cached on disk by content
+//!   hash and engine compatibility hash; a second start deserializes.
+//! - **Deadlines by epoch**: a ticker thread bumps the engine epoch every
+//!   `EPOCH_TICK`; each call sets an absolute deadline and the store's
+//!   epoch callback yields to tokio until it passes, then interrupts.
+//! - **Capabilities denied by default**: WASI is linked with an empty
+//!   context (no preopens, env, args or sockets) because Rust's std on
+//!   wasm32-wasip2 imports it even when unused.
+
+pub mod bindings;
+mod cache;
+mod instance;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use cache::ComponentCache;
+pub use instance::{CallError, HostState, Instance, InstanceSpec};
+
+/// How often the engine epoch advances; deadlines are checked at this
+/// granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Sizes the instance pool needs; computed from the whole config.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    /// Component instances alive at once (all clusters, plus headroom for
+    /// replacements and the `describe` probe at load time).
+    pub instances: u32,
+    /// Calls in flight at once (each needs a fiber stack).
+    pub concurrent_calls: u32,
+    /// The largest linear memory any instance may have, in bytes.
+    pub max_memory: u64,
+}
+
+/// The process-wide engine and linker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+/// A component compiled and pre-linked, ready to instantiate, with what it
+/// says it serves.
+pub struct LoadedComponent {
+    pub pre: bindings::EspServicePre<HostState>,
+    pub info: bindings::ServiceInfo,
+    pub sha256: String,
+    /// Whether the compiled code came from the on-disk cache.
+    pub from_cache: bool,
+}
+
+impl Runtime {
+    pub fn new(pool: PoolSize, cache: ComponentCache) -> Result<Runtime> {
+        let mut pooling = PoolingAllocationConfig::new();
+        let instances = pool.instances.max(8);
+        // A Rust wasip2 component has a handful of core instances, memories
+        // and tables (the guest plus WASI adapter shims); other languages
+        // have a few more.
+        pooling
+            .total_component_instances(instances)
+            .total_core_instances(instances * 16)
+            .max_core_instances_per_component(32)
+            .total_memories(instances * 4)
+            .max_memories_per_component(8)
+            .total_tables(instances * 8)
+            .max_tables_per_component(16)
+            .total_stacks(pool.concurrent_calls.max(8) + instances)
+            .max_memory_size(pool.max_memory as usize)
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10)
+            .max_unused_warm_slots(instances);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(false)
+            .memory_guard_size(0)
+            .memory_reservation(pool.max_memory)
+            .memory_reservation_for_growth(0)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow!("{e:?}"))
+            .context("create the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow!("{e:?}"))
+            .context("link WASI")?;
+        bindings::EspService::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| anyhow!("{e:?}"))
+        .context("link wasp host imports")?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from the cache) and pre-links a component, then
+    /// instantiates it once to ask `describe` what it serves.
+    pub async fn load(&self, bytes: &[u8], spec: &InstanceSpec) -> Result<LoadedComponent> {
+        let (component, sha256, from_cache): (Component, String, bool) =
+            self.cache.get_or_compile(&self.engine, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("{e}"))
+            .context("the component imports something wasp does not provide")?;
+        let pre = bindings::EspServicePre::new(pre)
+            .map_err(|e| anyhow!("{e}"))
+            .context("the component does not export wasp:esp/service")?;
+        let mut probe = Instance::new(&pre, spec, usize::MAX).await?;
+        let info = probe.describe().await?;
+        Ok(LoadedComponent {
+            pre,
+            info,
+            sha256,
+            from_cache,
+        })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    let weak = engine.weak();
+    drop(engine);
+    std::thread::Builder::new()
+        .name("wasp-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawn the epoch ticker thread");
+}

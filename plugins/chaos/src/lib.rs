@@ -1,0 +1,64 @@
+//! `Chaos` service: a misbehaving component for wasp's own tests.
+//!
+//! - `Echo` returns its parameters (the cluster still serves).
+//! - `Trap` traps every time.
+//! - `Flaky` traps on an instance that already served a call, and succeeds
+//!   on a fresh one: a retry on a new instance answers it.
+//! - `Loop` never returns (stopped by the host's deadline).
+//! - `Alloc` allocates without bound (stopped by the memory limit).
+//! - `Spin` busy-waits `Millis` milliseconds, then answers.
+//! - `Fail` returns a component fault with `Code` and `Message`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wasp_sdk::{Fault, Kv, Request, Service};
+
+struct Chaos;
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+impl Service for Chaos {
+    const SERVICE_TYPE: &'static str = "Chaos";
+    const VERSION: &'static str = "1.0";
+    const METHODS: &'static [&'static str] =
+        &["Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail"];
+
+    fn handle(req: Request) -> Result<Kv, Fault> {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        match req.method.as_str() {
+            "Echo" => Ok(req.parameters.with("Calls", calls as i64)),
+            "Trap" => panic!("chaos: Trap asked for"),
+            "Flaky" if calls > 1 => panic!("chaos: Flaky on a used instance"),
+            "Flaky" => Ok(Kv::new().with("Calls", calls as i64)),
+            "Loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "Alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "Spin" => {
+                let ms = req.parameters.require_int("Millis")?;
+                let until = Instant::now() + Duration::from_millis(ms.max(0) as u64);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                Ok(Kv::new().with("Spun", ms))
+            }
+            "Fail" => {
+                let code = req.parameters.int("Code").unwrap_or(7) as i32;
+                let msg = req.parameters.str("Message").unwrap_or("asked to fail");
+                Err(Fault::new(code, msg))
+            }
+            other => Err(Fault::unknown_method(other)),
+        }
+    }
+}
+
+wasp_sdk::export!(Chaos);

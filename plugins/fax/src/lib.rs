@@ -1,0 +1,112 @@
+//! Bundled `Fax` service: `SendFax` and `GetFaxStatus`.
+//!
+//! Until a fax gateway is configured, jobs are accepted and stay `Queued`.
+//! Job ids are self-describing (`FAX-<tenant>-<serial>-<check>`), so any
+//! instance of the cluster can answer `GetFaxStatus`, and a tenant can
+//! never read another tenant's job.
+
+use wasp_sdk::{Fault, Kv, Request, Service, Value, codes, validate};
+
+struct Fax;
+
+/// Largest document accepted, in bytes.
+const MAX_DOCUMENT: usize = 10 * 1024 * 1024;
+
+impl Service for Fax {
+    const SERVICE_TYPE: &'static str = "Fax";
+    const VERSION: &'static str = "1.0";
+    const METHODS: &'static [&'static str] = &["SendFax", "GetFaxStatus"];
+
+    fn handle(req: Request) -> Result<Kv, Fault> {
+        match req.method.as_str() {
+            "SendFax" => send_fax(&req),
+            "GetFaxStatus" => get_fax_status(&req),
+            other => Err(Fault::unknown_method(other)),
+        }
+    }
+}
+
+fn send_fax(req: &Request) -> Result<Kv, Fault> {
+    let p = &req.parameters;
+    let to = p.require_str("To")?;
+    validate::e164("To", to)?;
+    if let Some(from) = p.optional_str("From")? {
+        validate::e164("From", from)?;
+    }
+    let size = match p.get("Document") {
+        None => return Err(Fault::missing("Document")),
+        Some(Value::Str(s)) => s.len(),
+        Some(Value::Binary(b)) => b.len(),
+        Some(v) => {
+            return Err(Fault::invalid(
+                "Document",
+                format!("expected a string or binary, got {}", v.type_name()),
+            ));
+        }
+    };
+    if size == 0 {
+        return Err(Fault::invalid("Document", "is empty"));
+    }
+    if size > MAX_DOCUMENT {
+        return Err(Fault::invalid(
+            "Document",
+            format!("{size} bytes is more than the {MAX_DOCUMENT} accepted"),
+        ));
+    }
+    let serial = next_serial();
+    let job = job_id(req.tenant.id, serial);
+    wasp_sdk::log::info("fax queued", &[("job", &job), ("to", to)]);
+    Ok(Kv::new()
+        .with("FaxJobId", job)
+        .with("Status", "Queued")
+        .with("Bytes", size as i64))
+}
+
+fn get_fax_status(req: &Request) -> Result<Kv, Fault> {
+    let job = req.parameters.require_str("FaxJobId")?;
+    match parse_job_id(job) {
+        Some((tenant, _)) if tenant == req.tenant.id => {
+            Ok(Kv::new().with("FaxJobId", job).with("Status", "Queued"))
+        }
+        _ => Err(Fault::new(
+            codes::NOT_FOUND,
+            format!("no fax job '{job}' for tenant {}", req.tenant.id),
+        )),
+    }
+}
+
+/// A random serial: unique across instances without shared state.
+fn next_serial() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    h.finish() & 0x0000_ffff_ffff_ffff
+}
+
+fn check(tenant: u32, serial: u64) -> u16 {
+    // FNV-1a over the two numbers: catches typos, not forgery.
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in tenant
+        .to_le_bytes()
+        .iter()
+        .chain(serial.to_le_bytes().iter())
+    {
+        hash ^= u32::from(*b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash & 0xffff) as u16
+}
+
+fn job_id(tenant: u32, serial: u64) -> String {
+    format!("FAX-{tenant}-{serial:012X}-{:04X}", check(tenant, serial))
+}
+
+fn parse_job_id(id: &str) -> Option<(u32, u64)> {
+    let mut parts = id.strip_prefix("FAX-")?.split('-');
+    let tenant: u32 = parts.next()?.parse().ok()?;
+    let serial = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let chk = u16::from_str_radix(parts.next()?, 16).ok()?;
+    (parts.next().is_none() && chk == check(tenant, serial)).then_some((tenant, serial))
+}
+
+wasp_sdk::export!(Fax);
