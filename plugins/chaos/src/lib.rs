@@ -8,6 +8,8 @@
 //! - `Alloc` allocates without bound (stopped by the memory limit).
 //! - `Spin` busy-waits `Millis` milliseconds, then answers.
 //! - `Fail` returns a component fault with `Code` and `Message`.
+//! - `Peek` reports what the sandbox lets it see: environment variables,
+//!   a file, a socket, and its `config` values.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,8 +22,9 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 impl Service for Chaos {
     const SERVICE_TYPE: &'static str = "Chaos";
     const VERSION: &'static str = "1.0";
-    const METHODS: &'static [&'static str] =
-        &["Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail"];
+    const METHODS: &'static [&'static str] = &[
+        "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek",
+    ];
 
     fn handle(req: Request) -> Result<Kv, Fault> {
         let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
@@ -55,6 +58,26 @@ impl Service for Chaos {
                 let code = req.parameters.int("Code").unwrap_or(7) as i32;
                 let msg = req.parameters.str("Message").unwrap_or("asked to fail");
                 Err(Fault::new(code, msg))
+            }
+            "Peek" => {
+                let env = std::env::vars().count() as i64;
+                let file = match std::fs::read("/etc/hostname") {
+                    Ok(_) => "allowed".to_string(),
+                    Err(e) => format!("denied: {e}"),
+                };
+                let socket = match std::net::TcpStream::connect("127.0.0.1:9") {
+                    Ok(_) => "allowed".to_string(),
+                    Err(e) => format!("denied: {e}"),
+                };
+                let mut config = Kv::new();
+                for (k, v) in wasp_sdk::config::all() {
+                    config.push(k, v);
+                }
+                Ok(Kv::new()
+                    .with("Env", env)
+                    .with("File", file)
+                    .with("Socket", socket)
+                    .with("Config", config))
             }
             other => Err(Fault::unknown_method(other)),
         }

@@ -1,0 +1,170 @@
+//! The `wasp` binary as an operator uses it: `check`, `run`, the demo.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const WASP: &str = env!("CARGO_BIN_EXE_wasp");
+
+fn demo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo.toml")
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("wasp.toml");
+    std::fs::write(&path, format!("{}\n{text}", common::TENANTS)).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_the_demo() {
+    let out = Command::new(WASP)
+        .arg("check")
+        .arg(demo())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("cluster fax: service Fax"), "{stdout}");
+    assert!(stdout.contains("cluster im: service IM"), "{stdout}");
+    assert!(stdout.contains("OK"), "{stdout}");
+}
+
+#[test]
+fn check_refuses_a_component_of_another_service_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        r#"
+        [clusters.fax]
+        service = "Fax"
+        component = "builtin:im"
+        tenants = [101]
+        "#,
+    );
+    let out = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "accepted an IM component in a Fax cluster"
+    );
+    assert!(
+        stderr.contains("clusters.fax") && stderr.contains("'Fax'") && stderr.contains("'IM'"),
+        "the error names the cluster and both service types: {stderr}"
+    );
+}
+
+#[test]
+fn check_reports_every_config_problem_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        r#"
+        [clusters.fax]
+        service = "Fax"
+        component = "missing.wasm"
+        tenants = [101, 109]
+        window = 0
+        "#,
+    );
+    let out = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for want in [
+        "clusters.fax.component: component file",
+        "clusters.fax.tenants[1]: tenant 109 is not declared",
+        "clusters.fax.window: 0 is outside",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in {stderr}");
+    }
+
+    let path = write_config(
+        &dir,
+        "[clusters.fax]\nservice = \"Fax\"\ncolour = \"red\"\n",
+    );
+    let out = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("colour") && stderr.contains("line"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_start_loads_compiled_code_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let path = write_config(
+        &dir,
+        &format!(
+            "[runtime]\ncache-dir = {:?}\n[clusters.fax]\nservice = \"Fax\"\ncomponent = \"builtin:fax\"\ntenants = [101]\n",
+            cache.display().to_string()
+        ),
+    );
+    let first = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let first = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        first.contains("OK") && !first.contains("from cache"),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        1,
+        "one compiled artifact"
+    );
+    let second = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let second = String::from_utf8_lossy(&second.stdout).to_string();
+    assert!(second.contains("[compiled code from cache]"), "{second}");
+}
+
+#[test]
+fn run_serves_the_demo_and_prints_where_and_what_to_try() {
+    let mut child = Command::new(WASP)
+        .arg("run")
+        .arg(demo())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("wasp listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_string();
+    // Read up to the curl line (the server keeps stdout open).
+    let curl = lines
+        .by_ref()
+        .take(10)
+        .map(Result::unwrap)
+        .find(|line| line.trim_start().starts_with("curl "))
+        .expect("a curl line to try");
+    assert!(curl.contains(&addr), "{curl}");
+    // Do what the printed line says (its -d body is on the next line).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer: serde_json::Value = rt.block_on(async {
+        let body = r#"{"ReferenceId":1,"Request":{"Service":"Fax","Method":"SendFax","TenantId":101,"Parameters":{"To":"+14155550100","Document":"Hello from wasp"}}}"#;
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/esp/fax"))
+            .header("content-type", "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(answer["Event"], "Event3rdServerResponse", "{answer}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

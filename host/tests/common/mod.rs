@@ -1,0 +1,174 @@
+//! Shared by the integration tests: a gateway from TOML text, served on
+//! `127.0.0.1:0`, and a client speaking the wire protocol over real sockets.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use wasp::Gateway;
+use wasp::config::Config;
+
+/// The misbehaving test component, built from `plugins/chaos` by build.rs.
+pub const CHAOS: &str = env!("WASP_FIXTURE_CHAOS");
+
+/// Tenants every test config declares.
+pub const TENANTS: &str = r#"
+[[tenants]]
+id = 101
+name = "Environment"
+
+[[tenants]]
+id = 102
+name = "Premium"
+"#;
+
+/// A served gateway; stops serving when dropped.
+pub struct Served {
+    pub addr: SocketAddr,
+    pub gw: Arc<Gateway>,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A chaos cluster section with the given extra lines.
+pub fn chaos_cluster(name: &str, extra: &str) -> String {
+    format!(
+        r#"
+[clusters.{name}]
+service = "Chaos"
+component = "{CHAOS}"
+tenants = [101]
+{extra}
+"#
+    )
+}
+
+pub async fn serve(clusters: &str) -> Served {
+    let text = format!("{TENANTS}\n{clusters}");
+    let config = Config::parse(&text, std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
+    let gw = Arc::new(Gateway::start(config).await.expect("gateway starts"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wasp::serve(listener, gw.clone(), shutdown.clone()));
+    Served {
+        addr,
+        gw,
+        http: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
+/// The demo's fax and IM clusters.
+pub const FAX_AND_IM: &str = r#"
+[clusters.fax]
+service = "Fax"
+component = "builtin:fax"
+tenants = [101]
+instances = 4
+policy = "pooled"
+
+[clusters.im]
+service = "IM"
+component = "builtin:im"
+tenants = [101, 102]
+instances = 2
+policy = "per-request"
+"#;
+
+impl Served {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a raw body to a cluster; returns status, Retry-After, JSON.
+    pub async fn post_raw(
+        &self,
+        cluster: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Option<String>, Value) {
+        let resp = self
+            .http
+            .post(self.url(&format!("/v1/esp/{cluster}")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let json = resp.json().await.expect("JSON answer");
+        (status, retry, json)
+    }
+
+    /// One ESP request; returns the HTTP status and the answer.
+    pub async fn esp(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        tenant: Value,
+        params: Value,
+    ) -> (u16, Value) {
+        let body = json!({
+            "ReferenceId": 42,
+            "Request": {"Service": service, "Method": method, "Version": "1.0", "TenantId": tenant, "Parameters": params},
+        });
+        let (status, _, json) = self.post_raw(cluster, body.to_string()).await;
+        (status, json)
+    }
+
+    pub async fn admin_cluster(&self, name: &str) -> Value {
+        let all: Value = self
+            .http
+            .get(self.url("/v1/admin/clusters"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no cluster {name} in {all}"))
+    }
+
+    /// Sum of an instance counter over a cluster's instances.
+    pub async fn instance_sum(&self, cluster: &str, field: &str) -> u64 {
+        let c = self.admin_cluster(cluster).await;
+        c["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i[field].as_u64().unwrap())
+            .sum()
+    }
+}
+
+/// Asserts an `Event3rdServerFault` with the given code.
+#[track_caller]
+pub fn assert_fault(status: u16, body: &Value, http: u16, code: u64) {
+    assert_eq!(body["Event"], "Event3rdServerFault", "{body}");
+    assert_eq!(body["FaultCode"], code, "{body}");
+    assert_eq!(status, http, "{body}");
+    assert!(
+        body["FaultString"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+}
