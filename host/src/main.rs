@@ -106,14 +106,44 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
         println!("try:\n  {line}");
     }
     let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("wasp: shutting down, finishing in-flight requests");
-            on_signal.cancel();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let serving = wasp::serve(listener, gw, shutdown.clone());
+    tokio::pin!(serving);
+    tokio::select! {
+        result = &mut serving => result,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            eprintln!("wasp: in-flight requests did not finish within {DRAIN:?}; exiting");
+            Ok(())
         }
-    });
-    wasp::serve(listener, gw, shutdown).await
+    }
+}
+
+/// How long in-flight requests may take to finish after a stop signal.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = term => {}
+    }
+    eprintln!("wasp: shutting down, finishing in-flight requests (at most {DRAIN:?})");
+    shutdown.cancel();
 }
 
 /// One curl line that works against the first cluster.

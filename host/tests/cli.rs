@@ -165,6 +165,12 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
             .unwrap()
     });
     assert_eq!(answer["Event"], "Event3rdServerResponse", "{answer}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // SIGTERM stops it cleanly.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "wasp run exits 0 on SIGTERM: {status}");
 }

@@ -489,3 +489,54 @@ async fn health_readiness_metrics_and_admin() {
     assert_eq!(im["service"], "IM");
     assert_eq!(im["policy"], "per-request");
 }
+
+#[tokio::test]
+async fn a_request_abandoned_by_its_client_frees_its_place() {
+    let s = serve(&chaos_cluster(
+        "chaos",
+        "instances = 1\nwindow = 1\nqueue = 0",
+    ))
+    .await;
+    for _ in 0..3 {
+        let body = json!({"Request": {"Service": "Chaos", "Method": "Spin", "TenantId": 101,
+            "Parameters": {"Millis": 400}}});
+        let gone = s
+            .http
+            .post(s.url("/v1/esp/chaos"))
+            .body(body.to_string())
+            .timeout(Duration::from_millis(50))
+            .send()
+            .await;
+        assert!(gone.is_err(), "the client gave up");
+    }
+    // With a window of 1 and no queue, a leaked place would refuse this.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, answer) = s.esp("chaos", "Chaos", "Echo", json!(101), json!({})).await;
+        if status == 200 {
+            break;
+        }
+        assert_fault(status, &answer, 503, 3003);
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned requests never freed the instance"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = s.admin_cluster("chaos").await;
+    assert_eq!(c["instances"][0]["outstanding"], 0, "{c}");
+    assert_eq!(c["queue"]["depth"], 0, "{c}");
+}
+
+#[tokio::test]
+async fn pooled_instances_retire_after_max_calls() {
+    let s = serve(&chaos_cluster("chaos", "instances = 1\nmax-calls = 2")).await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (status, answer) = s.esp("chaos", "Chaos", "Echo", json!(101), json!({})).await;
+        assert_eq!(status, 200);
+        seen.push(answer["Result"]["Calls"].as_i64().unwrap());
+    }
+    assert_eq!(seen, [1, 2, 1, 2, 1]);
+    assert_eq!(s.instance_sum("chaos", "replaced").await, 2);
+}

@@ -76,6 +76,31 @@ struct Slot {
     instance: Mutex<Option<Instance>>,
 }
 
+/// Counts a waiter for as long as it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One unit of a slot's window, reserved by `reserve_slot`.
+struct Reserved<'a>(&'a AtomicUsize);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
 /// Why one attempt did not answer.
 enum Failure {
     Fault(Fault),
@@ -219,10 +244,10 @@ impl Cluster {
                         ),
                     )));
                 };
-                self.queued.fetch_add(1, Ordering::Relaxed);
-                let waited =
-                    tokio::time::timeout_at(deadline.into(), self.capacity.acquire()).await;
-                self.queued.fetch_sub(1, Ordering::Relaxed);
+                let waited = {
+                    let _counted = Counted::enter(&self.queued);
+                    tokio::time::timeout_at(deadline.into(), self.capacity.acquire()).await
+                };
                 match waited {
                     Ok(Ok(permit)) => permit,
                     _ => {
@@ -234,10 +259,11 @@ impl Cluster {
             }
         };
         let slot = self.reserve_slot(avoid);
+        // Released on every path, including this future being dropped
+        // (the client went away): a leaked window would shrink the slot.
+        let _reserved = Reserved(&slot.outstanding);
         tracing::Span::current().record("instance", slot.index);
-        let result = self.run_on(slot, req, deadline).await;
-        slot.outstanding.fetch_sub(1, Ordering::Release);
-        result
+        self.run_on(slot, req, deadline).await
     }
 
     /// Power of two choices among slots with room in their window; falls
@@ -306,6 +332,12 @@ impl Cluster {
                         self.timeout_fault("waiting for its instance"),
                     ));
                 };
+                if guard.as_ref().is_some_and(Instance::interrupted) {
+                    // A call on it was abandoned midway (its request was
+                    // dropped): the instance cannot be entered again.
+                    slot.replaced.fetch_add(1, Ordering::Relaxed);
+                    *guard = None;
+                }
                 if guard.is_none() {
                     *guard = self.instantiate(slot).await;
                 }
@@ -473,4 +505,91 @@ pub struct InstanceSnapshot {
     pub traps: u64,
     pub timeouts: u64,
     pub replaced: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::runtime::{ComponentCache, PoolSize};
+
+    async fn chaos_cluster(extra: &str) -> (Runtime, Cluster) {
+        let text = format!(
+            "[[tenants]]\nid = 101\nname = \"T\"\n[clusters.chaos]\nservice = \"Chaos\"\ncomponent = {:?}\ntenants = [101]\n{extra}\n",
+            env!("WASP_FIXTURE_CHAOS")
+        );
+        let config = Config::parse(&text, std::path::Path::new(".")).unwrap();
+        let runtime = Runtime::new(
+            PoolSize {
+                instances: 32,
+                concurrent_calls: 32,
+                max_memory: 64 << 20,
+            },
+            ComponentCache::new(ComponentCache::default_dir()),
+        )
+        .unwrap();
+        let cc = &config.clusters["chaos"];
+        let bytes = std::fs::read(env!("WASP_FIXTURE_CHAOS")).unwrap();
+        let cluster = Cluster::start(
+            &runtime,
+            "chaos",
+            cc,
+            config.tenants.clone(),
+            "chaos".into(),
+            &bytes,
+            &Metrics::new(),
+        )
+        .await
+        .unwrap();
+        (runtime, cluster)
+    }
+
+    fn request(method: &str, params: Kv) -> bindings::Request {
+        bindings::Request {
+            service: "Chaos".into(),
+            method: method.into(),
+            version: String::new(),
+            tenant: bindings::Tenant {
+                id: 101,
+                name: "T".into(),
+            },
+            media_type: None,
+            parameters: params.to_wit(),
+            user_data: Kv::new().to_wit(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_call_releases_its_window_and_its_instance_is_replaced() {
+        let (_rt, cluster) = chaos_cluster("instances = 1\nwindow = 1\nqueue = 0").await;
+        let spin = request("Spin", Kv::new().with("Millis", crate::kv::Value::Int(300)));
+        // Drop the call while the component runs.
+        let dropped = tokio::time::timeout(Duration::from_millis(50), cluster.call(&spin)).await;
+        assert!(dropped.is_err(), "the call was still running");
+        let snap = cluster.snapshot();
+        assert_eq!(
+            snap.instances[0].outstanding, 0,
+            "the window place came back"
+        );
+        assert_eq!(snap.queue.depth, 0);
+        // The next call is served, by a fresh instance.
+        let kv = cluster.call(&request("Echo", Kv::new())).await.unwrap();
+        assert_eq!(kv.get("Calls"), Some(&crate::kv::Value::Int(1)));
+        assert_eq!(cluster.snapshot().instances[0].replaced, 1);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_waiter_leaves_the_queue() {
+        let (_rt, cluster) = chaos_cluster("instances = 1\nwindow = 1\nqueue = 1").await;
+        let spin = request("Spin", Kv::new().with("Millis", crate::kv::Value::Int(300)));
+        let echo = request("Echo", Kv::new());
+        let (running, waiting) = tokio::join!(
+            cluster.call(&spin),
+            tokio::time::timeout(Duration::from_millis(50), cluster.call(&echo))
+        );
+        assert!(running.is_ok());
+        assert!(waiting.is_err(), "the waiter was dropped while queued");
+        assert_eq!(cluster.queue_depth(), 0);
+        assert!(cluster.call(&echo).await.is_ok());
+    }
 }

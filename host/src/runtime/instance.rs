@@ -151,6 +151,8 @@ pub struct Instance {
     store: Store<HostState>,
     exports: EspService,
     calls: u64,
+    /// Set while a call runs; still set if the call's future was dropped.
+    in_call: bool,
 }
 
 impl Instance {
@@ -195,7 +197,14 @@ impl Instance {
             store,
             exports,
             calls: 0,
+            in_call: false,
         })
+    }
+
+    /// Whether a call was abandoned midway (its future dropped): such an
+    /// instance must not be entered again.
+    pub fn interrupted(&self) -> bool {
+        self.in_call
     }
 
     /// Calls made on this instance so far.
@@ -222,11 +231,13 @@ impl Instance {
     ) -> Result<Result<bindings::KvList, bindings::Fault>, CallError> {
         self.arm(deadline);
         self.calls += 1;
+        self.in_call = true;
         let result = self
             .exports
             .wasp_esp_service()
             .call_handle(&mut self.store, req)
             .await;
+        self.in_call = false;
         result.map_err(|err| self.explain(err))
     }
 
