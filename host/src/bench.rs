@@ -91,6 +91,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BODY.len()
     );
     let instantiate = instantiate_cost().await?;
+    let in_process = in_process_cost(args.pooled_instances).await?;
 
     let targets = [
         ("a native axum", native, "/v1/esp/echo"),
@@ -149,8 +150,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         rows[2].1.rate / a
     );
     println!(
-        "per-request instantiate + call + drop, in process: {:.1} µs (mean of {})",
-        instantiate.0, instantiate.1
+        "in process: call into a warm instance {:.1} µs; per-request instantiate + call + drop {:.1} µs",
+        instantiate.warm_call, instantiate.fresh
+    );
+    println!(
+        "in process, one thread: parse + encode {:.1} µs; parse + dispatch to pooled Wasm + encode {:.1} µs",
+        in_process.0, in_process.1
     );
     drop(child.stdin.take());
     let _ = child.wait().await;
@@ -213,8 +218,9 @@ fn echo_config(policy: &str, instances: usize) -> Result<Config> {
     Config::parse(&text, std::path::Path::new(".")).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Mean cost of a fresh per-request instance: instantiate, call, drop.
-async fn instantiate_cost() -> Result<(f64, u32)> {
+/// Mean cost of a call into a warm instance, and of a fresh per-request
+/// instance: instantiate, call, drop.
+async fn instantiate_cost() -> Result<InstanceCost> {
     let runtime = Runtime::new(
         PoolSize {
             instances: 64,
@@ -243,6 +249,13 @@ async fn instantiate_cost() -> Result<(f64, u32)> {
         parameters: req.parameters.to_wit(),
         user_data: bindings::KvList { lists: Vec::new() },
     };
+    let mut warm = Instance::new(&loaded.pre, &spec, 0).await?;
+    let start = Instant::now();
+    for _ in 0..20_000 {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let _ = warm.handle(&wit, deadline).await;
+    }
+    let warm_call = start.elapsed().as_secs_f64() * 1e6 / 20_000.0;
     let rounds = 2_000u32;
     let start = Instant::now();
     for _ in 0..rounds {
@@ -254,10 +267,47 @@ async fn instantiate_cost() -> Result<(f64, u32)> {
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .map_err(|f| anyhow::anyhow!("{}", f.message))?;
     }
-    Ok((
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds),
-        rounds,
-    ))
+    let fresh = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    Ok(InstanceCost { warm_call, fresh })
+}
+
+/// In-process cost of calls, in microseconds.
+struct InstanceCost {
+    /// A call into a warm (pooled) instance.
+    warm_call: f64,
+    /// Instantiate + call + drop (per-request).
+    fresh: f64,
+}
+
+/// Per-request CPU in this process, without HTTP: the native work alone,
+/// and the same with dispatch to a pooled echo cluster.
+async fn in_process_cost(instances: usize) -> Result<(f64, f64)> {
+    let gw = Gateway::start(echo_config("pooled", instances)?).await?;
+    let rounds = 50_000u32;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let req = esp::parse(BODY.as_bytes()).map_err(|r| anyhow::anyhow!("{}", r.fault))?;
+        let out = serde_json::to_vec(&ResponseBody::new(
+            req.reference_id,
+            &req.parameters,
+            req.user_data.as_ref(),
+        ))?;
+        std::hint::black_box(out);
+    }
+    let native = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let req = esp::parse(BODY.as_bytes()).map_err(|r| anyhow::anyhow!("{}", r.fault))?;
+        let result = esp::dispatch(&gw, "echo", &req).await?;
+        let out = serde_json::to_vec(&ResponseBody::new(
+            req.reference_id,
+            &result,
+            req.user_data.as_ref(),
+        ))?;
+        std::hint::black_box(out);
+    }
+    let wasm = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    Ok((native, wasm))
 }
 
 /// One measurement's outcome.
@@ -332,15 +382,14 @@ async fn connection(
     let mut errors = 0;
     let mut next = start + offset.unwrap_or_default();
     loop {
-        let sent_at = match interval {
-            Some(iv) => {
-                tokio::time::sleep_until(next.into()).await;
-                let at = next;
-                next += iv;
-                at
-            }
-            None => Instant::now(),
-        };
+        if let Some(iv) = interval {
+            // tokio timers have millisecond resolution: count latency from
+            // the actual send, not the schedule, or the timer's lag would
+            // dominate sub-millisecond figures.
+            tokio::time::sleep_until(next.into()).await;
+            next += iv;
+        }
+        let sent_at = Instant::now();
         if sent_at >= stop {
             break;
         }

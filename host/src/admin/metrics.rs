@@ -30,6 +30,21 @@ pub struct InstanceLabels {
     pub instance: u32,
 }
 
+/// Request count and latency of one cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    requests: Counter,
+    latency: Histogram,
+}
+
+impl ClusterMetrics {
+    /// Counts a request that reached the cluster.
+    pub fn observe(&self, elapsed: Duration) {
+        self.requests.inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+}
+
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -103,17 +118,15 @@ impl Metrics {
         }
     }
 
-    /// Counts a request that reached a known cluster.
-    pub fn observe(&self, cluster: &str, elapsed: Duration, fault: Option<FaultCode>) {
+    /// The per-request series of one cluster, resolved once so the hot
+    /// path neither allocates labels nor looks them up.
+    pub fn cluster(&self, cluster: &str) -> ClusterMetrics {
         let labels = ClusterLabels {
             cluster: cluster.to_string(),
         };
-        self.requests.get_or_create(&labels).inc();
-        self.latency
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
-        if let Some(code) = fault {
-            self.fault(cluster, code);
+        ClusterMetrics {
+            requests: self.requests.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
         }
     }
 

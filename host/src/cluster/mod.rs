@@ -30,7 +30,7 @@ use rand::Rng;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::admin::metrics::{InstanceLabels, Metrics};
+use crate::admin::metrics::{ClusterMetrics, InstanceLabels, Metrics};
 use crate::config::{ClusterConfig, Policy, TenantConfig};
 use crate::esp::fault::{Fault, FaultCode};
 use crate::kv::Kv;
@@ -51,6 +51,8 @@ pub struct Cluster {
     pub source: String,
     pub sha256: String,
     pub from_cache: bool,
+    /// Request count and latency series of this cluster.
+    pub metrics: ClusterMetrics,
     max_calls: u64,
     component: LoadedComponent,
     spec: InstanceSpec,
@@ -172,6 +174,7 @@ impl Cluster {
             source,
             sha256: component.sha256.clone(),
             from_cache: component.from_cache,
+            metrics: metrics.cluster(name),
             max_calls: config.max_calls,
             capacity: Semaphore::new(config.instances * config.window),
             queue: Semaphore::new(config.queue),
@@ -207,7 +210,12 @@ impl Cluster {
             Ok(kv) => Ok(kv),
             Err(Failure::Fault(fault)) => Err(fault),
             Err(Failure::Trapped { slot, reason }) => {
-                tracing::warn!(instance = slot, "instance trapped, retrying once: {reason}");
+                tracing::warn!(
+                    cluster = %self.name,
+                    tenant = req.tenant.id,
+                    instance = slot,
+                    "instance trapped, retrying once: {reason}"
+                );
                 match self.attempt(req, deadline, Some(slot)).await {
                     Ok(kv) => Ok(kv),
                     Err(Failure::Fault(fault)) => Err(fault),

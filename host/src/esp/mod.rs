@@ -203,11 +203,10 @@ pub async fn dispatch(gw: &Gateway, cluster_name: &str, req: &EspRequest) -> Res
         cluster.call(&wit_req).await
     }
     .await;
-    gw.metrics.observe(
-        cluster_name,
-        started.elapsed(),
-        result.as_ref().err().map(|f| f.code),
-    );
+    cluster.metrics.observe(started.elapsed());
+    if let Err(fault) = &result {
+        gw.metrics.fault(cluster_name, fault.code);
+    }
     if let Err(fault) = &result {
         tracing::debug!(code = fault.code.as_u16(), "fault: {}", fault.message);
     }
