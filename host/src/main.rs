@@ -11,6 +11,11 @@ use tokio_util::sync::CancellationToken;
 use wasp::Gateway;
 use wasp::config::Config;
 
+/// The gateway allocates per request on every worker thread and frees
+/// across threads; mimalloc keeps that cheap where glibc's arenas contend.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "wasp", version, about = "WebAssembly-pluggable ESP gateway")]
 struct Cli {
