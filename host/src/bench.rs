@@ -298,7 +298,7 @@ async fn in_process_cost(instances: usize) -> Result<(f64, f64)> {
     let start = Instant::now();
     for _ in 0..rounds {
         let req = esp::parse(BODY.as_bytes()).map_err(|r| anyhow::anyhow!("{}", r.fault))?;
-        let result = esp::dispatch(&gw, "echo", &req).await?;
+        let result = esp::dispatch(&gw, "echo", &req, None).await?;
         let out = serde_json::to_vec(&ResponseBody::new(
             req.reference_id,
             &result,

@@ -35,6 +35,11 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterConfig>,
+    #[serde(default)]
+    pub nodes: NodesConfig,
+    /// Bearer tokens. With none, wasp listens on loopback only.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
     /// Directory of the config file: relative component paths start here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -79,6 +84,94 @@ pub struct RuntimeConfig {
     /// Turn the compiled-component cache off.
     #[serde(default)]
     pub no_cache: bool,
+}
+
+/// Interaction Server node sessions and the node router.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodesConfig {
+    /// The host pings every node this often; a node silent for three
+    /// intervals is considered gone.
+    #[serde(default = "default_ping_ms")]
+    pub ping_interval_ms: u64,
+    /// A new interaction for a tenant + media type no node serves waits this
+    /// long for one to connect, then fails with 2001.
+    #[serde(default = "default_wait_for_node_ms")]
+    pub wait_for_node_ms: u64,
+    /// Interactions that may wait for a node at once; one more is refused
+    /// with 3003.
+    #[serde(default = "default_waiting")]
+    pub waiting: usize,
+    /// Interactions whose owning node wasp remembers; submits beyond are
+    /// refused with 3003 until interactions stop.
+    #[serde(default = "default_max_interactions")]
+    pub max_interactions: usize,
+    /// An operation unanswered by its node this long fails with 3002.
+    #[serde(default = "default_op_timeout_ms")]
+    pub op_timeout_ms: u64,
+    /// Largest `Window` a node may announce.
+    #[serde(default = "default_max_window")]
+    pub max_window: u32,
+}
+
+/// 10 s.
+fn default_ping_ms() -> u64 {
+    10_000
+}
+/// 5 s.
+fn default_wait_for_node_ms() -> u64 {
+    5_000
+}
+/// 1 024 waiting interactions.
+fn default_waiting() -> usize {
+    1_024
+}
+/// 1 000 000 interactions.
+fn default_max_interactions() -> usize {
+    1_000_000
+}
+/// 30 s.
+fn default_op_timeout_ms() -> u64 {
+    30_000
+}
+/// 10 000 outstanding frames per session.
+fn default_max_window() -> u32 {
+    10_000
+}
+
+impl Default for NodesConfig {
+    fn default() -> Self {
+        NodesConfig {
+            ping_interval_ms: default_ping_ms(),
+            wait_for_node_ms: default_wait_for_node_ms(),
+            waiting: default_waiting(),
+            max_interactions: default_max_interactions(),
+            op_timeout_ms: default_op_timeout_ms(),
+            max_window: default_max_window(),
+        }
+    }
+}
+
+/// Roles a bearer token can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Interaction Server nodes: node sessions and ESP requests.
+    Node,
+    /// The admin API.
+    Admin,
+    /// Capture endpoints.
+    Capture,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TokenConfig {
+    pub token: String,
+    pub role: Role,
+    /// For node tokens: the tenants the node may use (ids or names).
+    #[serde(default)]
+    pub tenants: Vec<TenantRef>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +329,81 @@ impl Config {
                 ));
             }
         }
+        let mut seen = HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.token.len() < 16 {
+                problems.push(format!("tokens[{i}].token: at least 16 characters"));
+            }
+            if !seen.insert(t.token.as_str()) {
+                problems.push(format!("tokens[{i}].token: declared twice"));
+            }
+            if t.role == Role::Node && t.tenants.is_empty() {
+                problems.push(format!(
+                    "tokens[{i}].tenants: a node token must name the tenants it may use"
+                ));
+            }
+            if t.role != Role::Node && !t.tenants.is_empty() {
+                problems.push(format!(
+                    "tokens[{i}].tenants: only node tokens are limited to tenants"
+                ));
+            }
+            for (j, r) in t.tenants.iter().enumerate() {
+                if self.tenant(r).is_none() {
+                    problems.push(format!(
+                        "tokens[{i}].tenants[{j}]: tenant {r} is not declared in [[tenants]]"
+                    ));
+                }
+            }
+        }
+        let n = &self.nodes;
+        check_range(
+            &mut problems,
+            "nodes",
+            "ping-interval-ms",
+            n.ping_interval_ms,
+            10,
+            600_000,
+        );
+        check_range(
+            &mut problems,
+            "nodes",
+            "wait-for-node-ms",
+            n.wait_for_node_ms,
+            0,
+            3_600_000,
+        );
+        check_range(
+            &mut problems,
+            "nodes",
+            "waiting",
+            n.waiting as u64,
+            0,
+            1_000_000,
+        );
+        check_range(
+            &mut problems,
+            "nodes",
+            "max-interactions",
+            n.max_interactions as u64,
+            1,
+            100_000_000,
+        );
+        check_range(
+            &mut problems,
+            "nodes",
+            "op-timeout-ms",
+            n.op_timeout_ms,
+            1,
+            3_600_000,
+        );
+        check_range(
+            &mut problems,
+            "nodes",
+            "max-window",
+            u64::from(n.max_window),
+            1,
+            1_000_000,
+        );
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max-body-bytes: must be at least 1024".into());
         }

@@ -169,6 +169,14 @@ impl Serialize for Kv {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Kv {
+    /// Reads the JSON encoding; the error names the path from `Properties`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = <Json as serde::Deserialize>::deserialize(deserializer)?;
+        Kv::from_json(&json, "Properties").map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {

@@ -24,15 +24,19 @@
 //! - [`cluster`]: Application Clusters and the balancer.
 //! - [`esp`]: the ESP ingress and the fault codes.
 //! - [`admin`]: health, readiness, metrics, admin API.
+//! - [`auth`]: bearer tokens and roles.
+//! - [`node`]: Interaction Server node sessions, the node router, node-sim.
 //! - [`bench`]: the load generator behind `wasp bench`.
 
 pub mod admin;
+pub mod auth;
 pub mod bench;
 pub mod builtin;
 pub mod cluster;
 pub mod config;
 pub mod esp;
 pub mod kv;
+pub mod node;
 pub mod runtime;
 
 use std::collections::BTreeMap;
@@ -54,6 +58,8 @@ pub struct Gateway {
     pub runtime: Runtime,
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     pub metrics: Metrics,
+    pub nodes: node::Nodes,
+    pub auth: auth::Auth,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -135,6 +141,8 @@ impl Gateway {
             return Err(StartError { problems }.into());
         }
         Ok(Gateway {
+            nodes: node::Nodes::new(&config.nodes),
+            auth: auth::Auth::from_config(&config),
             config,
             runtime,
             clusters,
@@ -170,12 +178,20 @@ fn pool_size(config: &Config) -> PoolSize {
 /// The HTTP surface. A function of the state, so tests serve it on
 /// `127.0.0.1:0` and talk to it over real sockets.
 pub fn app(gw: Arc<Gateway>) -> Router {
+    let admin = Router::new()
+        .route("/v1/admin/clusters", get(admin::clusters))
+        .route("/v1/admin/nodes", get(admin::nodes))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            admin::require_admin,
+        ));
     Router::new()
         .route("/v1/esp/{cluster}", post(esp::http::handle))
+        .route("/v1/nodes/connect", get(node::session::connect))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
-        .route("/v1/admin/clusters", get(admin::clusters))
+        .merge(admin)
         .with_state(gw)
 }
 
@@ -186,8 +202,14 @@ pub async fn serve(
     gw: Arc<Gateway>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let nodes = gw.clone();
     axum::serve(listener, app(gw))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            // WebSocket sessions outlive graceful HTTP shutdown: close them
+            // so nodes fail over to another host.
+            nodes.nodes.close_all();
+        })
         .await
         .context("serve HTTP")
 }

@@ -39,6 +39,9 @@ enum Command {
         /// The TOML config file.
         config: PathBuf,
     },
+    /// A reference Interaction Server node: holds interactions, answers
+    /// operations, emits notifications, and can drive ESP load.
+    NodeSim(Box<wasp::node::sim::SimArgs>),
     /// Measure ESP over HTTP: a native handler vs pooled vs per-request
     /// Wasm instances, in one run on this machine.
     Bench(wasp::bench::BenchArgs),
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Run { config, listen } => run(config, listen).await,
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::bench::run(args).await,
+            Command::NodeSim(args) => wasp::node::sim::run(*args).await,
         }
     });
     match result {
@@ -85,13 +89,22 @@ fn load(path: &std::path::Path) -> Result<Config> {
 
 async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
     let config = load(&path)?;
-    let addr = listen.unwrap_or(config.server.listen);
+    let mut addr = listen.unwrap_or(config.server.listen);
+    let open = config.tokens.is_empty();
+    if open && !addr.ip().is_loopback() {
+        let loopback = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port());
+        eprintln!("wasp: no [[tokens]] configured, so not listening on {addr}: loopback only");
+        addr = loopback;
+    }
     let gw = Arc::new(Gateway::start(config).await.context("cannot start")?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     println!("wasp listening on http://{local}");
+    if open {
+        println!("  no [[tokens]] configured: every call is allowed, loopback only");
+    }
     for cluster in gw.clusters.values() {
         println!(
             "  cluster {:<12} service {} ({} instances, {:?}) for tenants {}",

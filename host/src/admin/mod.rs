@@ -62,6 +62,38 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         .into_response()
 }
 
+/// Admin routes need an admin token when tokens are configured.
+pub async fn require_admin(
+    State(gw): State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let token = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    match gw.auth.check(
+        request.headers(),
+        token.as_deref(),
+        crate::config::Role::Admin,
+    ) {
+        Ok(_) => next.run(request).await,
+        Err(fault) => crate::esp::Refused {
+            reference_id: 0,
+            user_data: None,
+            fault,
+        }
+        .into_response(),
+    }
+}
+
+/// `GET /v1/admin/nodes`: connected nodes, their tenants, media types,
+/// windows and what is outstanding on each.
+pub async fn nodes(State(gw): State<Arc<Gateway>>) -> Json<Vec<crate::node::NodeSnapshot>> {
+    Json(gw.nodes.snapshot())
+}
+
 /// `GET /v1/admin/clusters`: each cluster, its service type, tenants,
 /// instances and what each handled.
 pub async fn clusters(State(gw): State<Arc<Gateway>>) -> Json<Vec<ClusterSnapshot>> {

@@ -75,6 +75,30 @@ impl Fault {
         }
     }
 
+    /// A fault code a node sent: a protocol code keeps its meaning; any
+    /// other is reported as a component fault carrying it.
+    pub fn from_code(code: u16, message: String) -> Self {
+        use FaultCode::*;
+        let known = [
+            Unsupported,
+            NoServer,
+            LostConnection,
+            NotAccessible,
+            InProgress,
+            MultipleOwners,
+            InvalidRequest,
+            Tenant,
+            Timeout,
+            Overloaded,
+            Unauthorized,
+            Component,
+        ];
+        match known.into_iter().find(|k| k.as_u16() == code) {
+            Some(k) => Fault::new(k, message),
+            None => Fault::component(i32::from(code), message),
+        }
+    }
+
     pub fn component(code: i32, message: String) -> Self {
         Fault {
             component_code: Some(code),

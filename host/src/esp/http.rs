@@ -5,19 +5,32 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::fault::{Fault, FaultCode};
 use super::{FaultBody, Refused, ResponseBody};
 use crate::Gateway;
+use crate::config::Role;
 
 pub async fn handle(
     State(gw): State<Arc<Gateway>>,
     Path(cluster): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let grant = match gw.auth.check(&headers, None, Role::Node) {
+        Ok(grant) => grant,
+        Err(fault) => {
+            return Refused {
+                reference_id: 0,
+                user_data: None,
+                fault,
+            }
+            .into_response();
+        }
+    };
     let bytes = match axum::body::to_bytes(body, gw.config.server.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -54,7 +67,11 @@ pub async fn handle(
         tenant = tracing::field::Empty,
         instance = tracing::field::Empty,
     );
-    match super::dispatch(&gw, &cluster, &req).instrument(span).await {
+    let allowed = grant.as_ref().and_then(|g| g.tenants.as_deref());
+    match super::dispatch(&gw, &cluster, &req, allowed)
+        .instrument(span)
+        .await
+    {
         Ok(result) => json_response(
             StatusCode::OK,
             &ResponseBody::new(req.reference_id, &result, req.user_data.as_ref()),
@@ -75,6 +92,11 @@ impl IntoResponse for Refused {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.fault.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

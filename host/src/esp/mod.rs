@@ -146,8 +146,15 @@ fn resolve_tenant<'a>(
     }
 }
 
-/// Runs a parsed request on a cluster, with metrics and a tracing span.
-pub async fn dispatch(gw: &Gateway, cluster_name: &str, req: &EspRequest) -> Result<Kv, Fault> {
+/// Runs a parsed request on a cluster, with metrics. `allowed` limits the
+/// tenants (a node's announced tenants, or a node token's): another tenant
+/// is refused with 3004.
+pub async fn dispatch(
+    gw: &Gateway,
+    cluster_name: &str,
+    req: &EspRequest,
+    allowed: Option<&[u32]>,
+) -> Result<Kv, Fault> {
     let Some(cluster) = gw.clusters.get(cluster_name) else {
         gw.metrics.fault("", FaultCode::NoServer);
         return Err(Fault::unknown_cluster(cluster_name));
@@ -156,6 +163,14 @@ pub async fn dispatch(gw: &Gateway, cluster_name: &str, req: &EspRequest) -> Res
     let result = async {
         let tenant = resolve_tenant(&gw.config.tenants, req.tenant.as_ref())?;
         tracing::Span::current().record("tenant", tenant.id);
+        if let Some(allowed) = allowed
+            && !allowed.contains(&tenant.id)
+        {
+            return Err(crate::auth::forbidden(format!(
+                "tenant {} is not allowed here (allowed: {allowed:?})",
+                tenant.id
+            )));
+        }
         if req.service != cluster.service {
             return Err(Fault::new(
                 FaultCode::Unsupported,

@@ -172,3 +172,72 @@ pub fn assert_fault(status: u16, body: &Value, http: u16, code: u64) {
         "{body}"
     );
 }
+
+/// A raw WebSocket client for the node protocol.
+pub mod ws {
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    pub type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        token: Option<&str>,
+    ) -> Result<Socket, String> {
+        let mut req = format!("ws://{addr}/v1/nodes/connect")
+            .into_client_request()
+            .unwrap();
+        if let Some(t) = token {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+            .await
+            .map(|(s, _)| s)
+            .map_err(|e| e.to_string())
+    }
+
+    pub async fn send(s: &mut Socket, v: Value) {
+        s.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    pub async fn send_text(s: &mut Socket, t: &str) {
+        s.send(Message::Text(t.to_string().into())).await.unwrap();
+    }
+
+    /// The next JSON frame, skipping pings; `None` when closed.
+    pub async fn recv(s: &mut Socket) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(10), s.next())
+                .await
+                .expect("a frame within 10 s")?;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["Type"] == "Ping" {
+                        continue;
+                    }
+                    return Some(v);
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Connects and says Hello; returns the socket and the host's answer.
+    pub async fn hello(
+        addr: std::net::SocketAddr,
+        token: Option<&str>,
+        hello: Value,
+    ) -> (Socket, Value) {
+        let mut s = connect(addr, token).await.expect("connect");
+        send(&mut s, hello).await;
+        let answer = recv(&mut s).await.expect("an answer to Hello");
+        (s, answer)
+    }
+}

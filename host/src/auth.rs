@@ -1,0 +1,99 @@
+//! Bearer tokens with roles (`node`, `admin`, `capture`) and, for node
+//! tokens, the tenants they may use. With no tokens configured every call
+//! is allowed and wasp listens on loopback only (see `main.rs`).
+//!
+//! A token comes in `Authorization: Bearer <token>` or, for WebSockets,
+//! `?token=`. Missing or unknown: 3004 with HTTP 401. Known but of another
+//! role, or a tenant it does not allow: 3004 with HTTP 403. An `admin`
+//! token may do everything.
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, StatusCode, header};
+
+use crate::config::{Config, Role};
+use crate::esp::fault::{Fault, FaultCode};
+
+/// What a token allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    /// For node tokens: the tenant ids it may use. `None`: any.
+    pub tenants: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Auth {
+    grants: HashMap<String, Grant>,
+}
+
+impl Auth {
+    pub fn from_config(config: &Config) -> Auth {
+        let grants = config
+            .tokens
+            .iter()
+            .map(|t| {
+                let tenants = (t.role == Role::Node).then(|| {
+                    t.tenants
+                        .iter()
+                        .filter_map(|r| config.tenant(r).map(|c| c.id))
+                        .collect()
+                });
+                (
+                    t.token.clone(),
+                    Grant {
+                        role: t.role,
+                        tenants,
+                    },
+                )
+            })
+            .collect();
+        Auth { grants }
+    }
+
+    /// Whether tokens are configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.grants.is_empty()
+    }
+
+    /// Checks a call that needs `role`. `Ok(None)` when auth is off.
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+        role: Role,
+    ) -> Result<Option<Grant>, Fault> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(token) = bearer.or(query_token) else {
+            return Err(Fault::new(
+                FaultCode::Unauthorized,
+                "a bearer token is required",
+            ));
+        };
+        let Some(grant) = self.grants.get(token) else {
+            return Err(Fault::new(FaultCode::Unauthorized, "unknown token"));
+        };
+        if grant.role != role && grant.role != Role::Admin {
+            return Err(forbidden(format!(
+                "a {:?} token cannot be used here ({:?} role needed)",
+                grant.role, role
+            )));
+        }
+        Ok(Some(grant.clone()))
+    }
+}
+
+/// 3004 with HTTP 403: authenticated, but not allowed.
+pub fn forbidden(message: String) -> Fault {
+    Fault {
+        status: StatusCode::FORBIDDEN,
+        ..Fault::new(FaultCode::Unauthorized, message)
+    }
+}
