@@ -617,3 +617,63 @@ async fn node_sim_fails_over_to_another_host() {
         "is-n"
     );
 }
+
+/// A raw node that answers every Submit with the same InteractionId.
+async fn claiming_node(
+    addr: std::net::SocketAddr,
+    node_id: &str,
+    interaction_id: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    let hello = json!({"Type":"Hello","NodeId":node_id,"Tenants":[101],"MediaTypes":["workitem"],"Window":10});
+    let (mut sock, welcome) = ws::hello(addr, None, hello).await;
+    assert_eq!(welcome["Type"], "Welcome");
+    tokio::spawn(async move {
+        while let Some(frame) = ws::recv(&mut sock).await {
+            if frame["Type"] == "Submit" {
+                let done = json!({"Type":"Done","CorrelationId":frame["CorrelationId"],"InteractionId":interaction_id});
+                ws::send(&mut sock, done).await;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_claiming_one_interaction_id_is_2005() {
+    let s = serve(&format!("{NODES}{FAX_AND_IM}")).await;
+    let _a = claiming_node(s.addr, "is-a", "0001AB").await;
+    let _b = claiming_node(s.addr, "is-b", "0001AB").await;
+    let first = s.gw.nodes.operate(submit(101, None)).await.unwrap();
+    let second = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    assert_eq!(second.code.as_u16(), 2005, "{second}");
+    assert!(second.message.contains(&first.node_id), "{second}");
+    assert_eq!(s.gw.nodes.interactions(), 1, "the first owner keeps it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ownership_map_and_the_wait_for_a_node_are_bounded() {
+    let s = serve(&format!(
+        "[nodes]\nmax-interactions = 3\nwaiting = 1\nwait-for-node-ms = 2000\n{FAX_AND_IM}"
+    ))
+    .await;
+    // One interaction may wait for a node; a second is refused at once.
+    let gw = s.gw.clone();
+    let waiting = tokio::spawn(async move { gw.nodes.operate(submit(101, None)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let refused = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    assert_eq!(refused.code.as_u16(), 3003, "{refused}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let _a = start(sim(&s, "is-a", &[101])).await;
+    waiting.await.unwrap().unwrap();
+    // Three interactions are remembered; the fourth Submit is refused
+    // until one stops.
+    let two = s.gw.nodes.operate(submit(101, None)).await.unwrap();
+    s.gw.nodes.operate(submit(101, None)).await.unwrap();
+    let full = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    assert_eq!(full.code.as_u16(), 3003, "{full}");
+    s.gw.nodes
+        .operate(follow(OpKind::Stop, &two.interaction_id, Kv::new()))
+        .await
+        .unwrap();
+    s.gw.nodes.operate(submit(101, None)).await.unwrap();
+}
