@@ -139,6 +139,21 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             peak.errors + half.errors
         );
     }
+    println!();
+    println!(
+        "ESP over node sessions (node-sim as the load generator, cluster (b), {} requests in flight in all):",
+        args.connections
+    );
+    for sessions in [1usize, 8] {
+        let report = over_sessions(pooled, sessions, args.connections, args.seconds).await?;
+        println!(
+            "  {sessions} session(s): {:>8.0} req/s, p50 {:.3} ms, p99 {:.3} ms, faults {:?}",
+            report.rate(),
+            report.p50_ms,
+            report.p99_ms,
+            report.faults
+        );
+    }
     let a = rows[0].1.rate;
     println!();
     println!(
@@ -160,6 +175,63 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     drop(child.stdin.take());
     let _ = child.wait().await;
     Ok(())
+}
+
+/// ESP load over `sessions` node sessions at once, `in_flight` requests in
+/// all, against the wasp server on `port`.
+async fn over_sessions(
+    port: u16,
+    sessions: usize,
+    in_flight: usize,
+    seconds: u64,
+) -> Result<crate::node::sim::LoadReport> {
+    use crate::node::sim::{LoadReport, Sim, SimArgs};
+    let params =
+        serde_json::from_str::<serde_json::Value>(BODY)?["Request"]["Parameters"].to_string();
+    let mut sims = Vec::new();
+    for n in 0..sessions {
+        sims.push(Sim::spawn(SimArgs {
+            connect: vec![format!("ws://127.0.0.1:{port}")],
+            node_id: format!("bench-{n}"),
+            tenants: vec![101],
+            media: vec!["workitem".into()],
+            window: 1_000,
+            token: None,
+            stop_after_ms: None,
+            answer_delay_ms: 0,
+            load_cluster: Some("echo".into()),
+            load_service: "Echo".into(),
+            load_method: "Echo".into(),
+            load_params: params.clone(),
+            rate: 0,
+            concurrency: (in_flight / sessions).max(1),
+            duration: seconds,
+        }));
+    }
+    let mut all = LoadReport::default();
+    for sim in sims {
+        let report = sim
+            .finished()
+            .await?
+            .context("the load run gave no report")?;
+        all.sent += report.sent;
+        all.ok += report.ok;
+        all.seconds = all.seconds.max(report.seconds);
+        for (code, n) in report.faults {
+            *all.faults.entry(code).or_default() += n;
+        }
+        all.latencies_us.extend(report.latencies_us);
+    }
+    all.latencies_us.sort_unstable();
+    let pct = |p: f64| {
+        let l = &all.latencies_us;
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .map(|us| *us as f64 / 1000.0)
+            .unwrap_or(0.0)
+    };
+    all.p50_ms = pct(0.5);
+    all.p99_ms = pct(0.99);
+    Ok(all)
 }
 
 /// Serves (a), (b), (c) on loopback; prints `PORTS a b c`; exits when

@@ -40,6 +40,10 @@ pub struct Config {
     /// Bearer tokens. With none, wasp listens on loopback only.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// In-process node-sims that stand in for Interaction Server nodes, so
+    /// a demo runs on a machine without one.
+    #[serde(default)]
+    pub embedded_nodes: Vec<EmbeddedNode>,
     /// Directory of the config file: relative component paths start here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -150,6 +154,25 @@ impl Default for NodesConfig {
             max_window: default_max_window(),
         }
     }
+}
+
+/// An in-process node-sim started by `wasp run` once it listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EmbeddedNode {
+    pub node_id: String,
+    pub tenants: Vec<u32>,
+    #[serde(default = "default_media")]
+    pub media: Vec<String>,
+    /// Stop each interaction after this many ms (sends `Notify stopped`).
+    pub stop_after_ms: Option<u64>,
+    /// A node token, when tokens are configured.
+    pub token: Option<String>,
+}
+
+/// `["workitem"]`.
+fn default_media() -> Vec<String> {
+    vec!["workitem".into()]
 }
 
 /// Roles a bearer token can have.
@@ -353,6 +376,24 @@ impl Config {
                         "tokens[{i}].tenants[{j}]: tenant {r} is not declared in [[tenants]]"
                     ));
                 }
+            }
+        }
+        for (i, e) in self.embedded_nodes.iter().enumerate() {
+            if e.node_id.trim().is_empty() {
+                problems.push(format!("embedded-nodes[{i}].node-id: is empty"));
+            }
+            if e.tenants.is_empty() {
+                problems.push(format!("embedded-nodes[{i}].tenants: at least one"));
+            }
+            for (j, t) in e.tenants.iter().enumerate() {
+                if self.tenant(&TenantRef::Id(*t)).is_none() {
+                    problems.push(format!("embedded-nodes[{i}].tenants[{j}]: tenant {t} is not declared in [[tenants]]"));
+                }
+            }
+            if !self.tokens.is_empty() && e.token.is_none() {
+                problems.push(format!(
+                    "embedded-nodes[{i}].token: tokens are configured, so the node needs one"
+                ));
             }
         }
         let n = &self.nodes;

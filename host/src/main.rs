@@ -120,6 +120,15 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
                 .join(", ")
         );
     }
+    let mut embedded = Vec::new();
+    for node in &gw.config.embedded_nodes {
+        println!(
+            "  embedded node-sim '{}' (a demo stand-in for an Interaction Server node) serving tenants {:?}, media {:?}",
+            node.node_id, node.tenants, node.media
+        );
+        embedded.push(wasp::node::sim::Sim::spawn(embedded_sim(node, local)));
+    }
+    println!("  Interaction Server nodes connect to ws://{local}/v1/nodes/connect");
     if let Some(line) = try_line(&gw, local) {
         println!("try:\n  {line}");
     }
@@ -162,6 +171,26 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     eprintln!("wasp: shutting down, finishing in-flight requests (at most {DRAIN:?})");
     shutdown.cancel();
+}
+
+fn embedded_sim(node: &wasp::config::EmbeddedNode, local: SocketAddr) -> wasp::node::sim::SimArgs {
+    wasp::node::sim::SimArgs {
+        connect: vec![format!("ws://{local}")],
+        node_id: node.node_id.clone(),
+        tenants: node.tenants.clone(),
+        media: node.media.clone(),
+        window: 100,
+        token: node.token.clone(),
+        stop_after_ms: node.stop_after_ms,
+        answer_delay_ms: 0,
+        load_cluster: None,
+        load_service: String::new(),
+        load_method: String::new(),
+        load_params: "{}".into(),
+        rate: 0,
+        concurrency: 1,
+        duration: 0,
+    }
 }
 
 /// One curl line that works against the first cluster.

@@ -165,6 +165,23 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
             .unwrap()
     });
     assert_eq!(answer["Event"], "Event3rdServerResponse", "{answer}");
+    // The demo's embedded node-sim is connected.
+    let nodes: serde_json::Value = rt.block_on(async {
+        for _ in 0..100 {
+            let nodes: serde_json::Value = reqwest::get(format!("http://{addr}/v1/admin/nodes"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if nodes.as_array().is_some_and(|n| !n.is_empty()) {
+                return nodes;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serde_json::Value::Null
+    });
+    assert_eq!(nodes[0]["node_id"], "demo-node-1", "{nodes}");
     // SIGTERM stops it cleanly.
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

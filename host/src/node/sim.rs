@@ -106,6 +106,8 @@ pub struct LoadReport {
     pub seconds: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Every answered request's latency, in microseconds, sorted.
+    pub latencies_us: Vec<u64>,
 }
 
 impl LoadReport {
@@ -618,6 +620,7 @@ async fn load_run(
     };
     report.p50_ms = pct(0.5);
     report.p99_ms = pct(0.99);
+    report.latencies_us = latencies;
     Ok(report)
 }
 
