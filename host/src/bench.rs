@@ -305,6 +305,7 @@ async fn instantiate_cost() -> Result<InstanceCost> {
         cluster: Arc::from("bench"),
         memory_limit: 64 << 20,
         config: Arc::default(),
+        store: None,
     };
     let bytes = crate::builtin::get("echo").context("builtin echo")?;
     let loaded = runtime.load(bytes, &spec).await?;

@@ -266,6 +266,25 @@ pub struct ClusterConfig {
     /// Values the component reads through `wasp:esp/config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Grants the key-value store capability (`wasp:esp/store`).
+    pub store: Option<StoreConfig>,
+}
+
+/// The cluster's key-value store: shared by its instances, scoped by tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreConfig {
+    /// A redb file (relative to the config file) that keeps the store
+    /// across restarts. In memory when absent.
+    pub persist: Option<PathBuf>,
+    /// Keys at most, all tenants together.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+}
+
+/// 100 000 keys.
+fn default_max_entries() -> usize {
+    100_000
 }
 
 /// 2 instances.
@@ -510,6 +529,16 @@ impl Config {
                 MAX_MEMORY_MB,
             );
             check_range(&mut problems, &at, "timeout-ms", c.timeout_ms, 1, 3_600_000);
+            if let Some(store) = &c.store {
+                check_range(
+                    &mut problems,
+                    &at,
+                    "store.max-entries",
+                    store.max_entries as u64,
+                    1,
+                    100_000_000,
+                );
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -526,7 +555,8 @@ impl Config {
         })
     }
 
-    /// Where a cluster's component comes from.
+    /// Where a cluster's component comes from: `builtin:<name>`, or a
+    /// path relative to the config file.
     pub fn component_source(&self, component: &str) -> Result<ComponentSource, String> {
         if let Some(name) = component.strip_prefix("builtin:") {
             return if crate::builtin::get(name).is_some() {

@@ -38,6 +38,7 @@ pub mod esp;
 pub mod kv;
 pub mod node;
 pub mod runtime;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,30 +100,7 @@ impl Gateway {
         let mut clusters = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, cc) in &config.clusters {
-            let tenants = cc
-                .tenants
-                .iter()
-                .filter_map(|t| config.tenant(t).cloned())
-                .collect();
-            let started = async {
-                let source = config
-                    .component_source(&cc.component)
-                    .map_err(anyhow::Error::msg)?;
-                let bytes = source
-                    .bytes()
-                    .with_context(|| format!("read component {source}"))?;
-                Cluster::start(
-                    &runtime,
-                    name,
-                    cc,
-                    tenants,
-                    source.to_string(),
-                    &bytes,
-                    &metrics,
-                )
-                .await
-            }
-            .await;
+            let started = Cluster::start(&runtime, &config, name, &metrics).await;
             match started {
                 Ok(cluster) => {
                     tracing::info!(

@@ -25,13 +25,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use rand::Rng;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::admin::metrics::{ClusterMetrics, InstanceLabels, Metrics};
-use crate::config::{ClusterConfig, Policy, TenantConfig};
+use crate::config::{Config, Policy, TenantConfig};
 use crate::esp::fault::{Fault, FaultCode};
 use crate::kv::Kv;
 use crate::runtime::bindings;
@@ -114,19 +114,43 @@ impl Cluster {
     /// and (pooled) starts every instance.
     pub async fn start(
         runtime: &Runtime,
+        config: &Config,
         name: &str,
-        config: &ClusterConfig,
-        tenants: Vec<TenantConfig>,
-        source: String,
-        bytes: &[u8],
         metrics: &Metrics,
     ) -> Result<Cluster> {
+        let base_dir = &config.base_dir;
+        let tenants: Vec<TenantConfig> = config.clusters[name]
+            .tenants
+            .iter()
+            .filter_map(|t| config.tenant(t).cloned())
+            .collect();
+        let source = config
+            .component_source(&config.clusters[name].component)
+            .map_err(anyhow::Error::msg)?;
+        let config = &config.clusters[name];
+        let bytes = source
+            .bytes()
+            .with_context(|| format!("read component {source}"))?;
+        let source = source.to_string();
+        let store = match &config.store {
+            None => None,
+            Some(sc) => Some(Arc::new(match &sc.persist {
+                Some(path) => {
+                    crate::store::ClusterStore::file(&base_dir.join(path), sc.max_entries)
+                        .with_context(|| {
+                            format!("open the store {}", base_dir.join(path).display())
+                        })?
+                }
+                None => crate::store::ClusterStore::memory(sc.max_entries),
+            })),
+        };
         let spec = InstanceSpec {
             cluster: Arc::from(name),
             memory_limit: (config.memory_mb << 20) as usize,
             config: Arc::new(config.config.clone()),
+            store,
         };
-        let component = runtime.load(bytes, &spec).await?;
+        let component = runtime.load(&bytes, &spec).await?;
         if component.info.service_type != config.service {
             bail!(
                 "cluster '{name}' serves service type '{}' but component {source} declares '{}': \
@@ -536,19 +560,9 @@ mod tests {
             ComponentCache::new(ComponentCache::default_dir()),
         )
         .unwrap();
-        let cc = &config.clusters["chaos"];
-        let bytes = std::fs::read(env!("WASP_FIXTURE_CHAOS")).unwrap();
-        let cluster = Cluster::start(
-            &runtime,
-            "chaos",
-            cc,
-            config.tenants.clone(),
-            "chaos".into(),
-            &bytes,
-            &Metrics::new(),
-        )
-        .await
-        .unwrap();
+        let cluster = Cluster::start(&runtime, &config, "chaos", &Metrics::new())
+            .await
+            .unwrap();
         (runtime, cluster)
     }
 

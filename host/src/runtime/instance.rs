@@ -23,6 +23,8 @@ pub struct InstanceSpec {
     pub memory_limit: usize,
     /// The cluster's `config` table, readable through `wasp:esp/config`.
     pub config: Arc<BTreeMap<String, String>>,
+    /// The cluster's store, when granted.
+    pub store: Option<Arc<crate::store::ClusterStore>>,
 }
 
 /// Per-store host state (Spin's and wasmtime's `HostState` shape): WASI
@@ -34,6 +36,8 @@ pub struct HostState {
     spec: InstanceSpec,
     instance: usize,
     deadline: Instant,
+    /// The tenant of the request being handled (scopes the store).
+    tenant: Option<u32>,
 }
 
 /// Stops linear memory growth at the cluster's limit and remembers that it
@@ -135,6 +139,44 @@ impl bindings::wasp::esp::config::Host for HostState {
     }
 }
 
+impl HostState {
+    /// The store and the tenant it is scoped to, or why there is none.
+    fn store(&self) -> Result<(&crate::store::ClusterStore, u32), String> {
+        let store = self.spec.store.as_deref().ok_or_else(|| {
+            format!(
+                "store: not granted to cluster '{}' (add [clusters.{}.store] to the config)",
+                self.spec.cluster, self.spec.cluster
+            )
+        })?;
+        let tenant = self
+            .tenant
+            .ok_or_else(|| "store: only available while handling a request".to_string())?;
+        Ok((store, tenant))
+    }
+}
+
+impl bindings::wasp::esp::store::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        let (store, tenant) = self.store()?;
+        store.get(tenant, &key)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        let (store, tenant) = self.store()?;
+        store.set(tenant, &key, &value)
+    }
+
+    fn delete(&mut self, key: String) -> Result<bool, String> {
+        let (store, tenant) = self.store()?;
+        store.delete(tenant, &key)
+    }
+
+    fn keys(&mut self, prefix: String) -> Result<Vec<String>, String> {
+        let (store, tenant) = self.store()?;
+        store.keys(tenant, &prefix)
+    }
+}
+
 /// Why a call did not produce an answer from the component.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -177,6 +219,7 @@ impl Instance {
             spec: spec.clone(),
             instance: index,
             deadline: Instant::now() + std::time::Duration::from_secs(10),
+            tenant: None,
         };
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -232,12 +275,14 @@ impl Instance {
         self.arm(deadline);
         self.calls += 1;
         self.in_call = true;
+        self.store.data_mut().tenant = Some(req.tenant.id);
         let result = self
             .exports
             .wasp_esp_service()
             .call_handle(&mut self.store, req)
             .await;
         self.in_call = false;
+        self.store.data_mut().tenant = None;
         result.map_err(|err| self.explain(err))
     }
 

@@ -31,6 +31,7 @@ pub struct Served {
     pub gw: Arc<Gateway>,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for Served {
@@ -60,12 +61,13 @@ pub async fn serve(clusters: &str) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(wasp::serve(listener, gw.clone(), shutdown.clone()));
+    let task = tokio::spawn(wasp::serve(listener, gw.clone(), shutdown.clone()));
     Served {
         addr,
         gw,
         http: reqwest::Client::new(),
         shutdown,
+        task: Some(task),
     }
 }
 
@@ -87,6 +89,28 @@ policy = "per-request"
 "#;
 
 impl Served {
+    /// Stops serving and waits until the gateway is dropped (its files
+    /// closed), as a process exit would.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let mut gw = self.gw.clone();
+        drop(self);
+        for _ in 0..200 {
+            match Arc::try_unwrap(gw) {
+                Ok(gw) => {
+                    drop(gw);
+                    return;
+                }
+                Err(still) => gw = still,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the gateway is still in use after stopping");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

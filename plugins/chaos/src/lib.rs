@@ -10,6 +10,7 @@
 //! - `Fail` returns a component fault with `Code` and `Message`.
 //! - `Peek` reports what the sandbox lets it see: environment variables,
 //!   a file, a socket, and its `config` values.
+//! - `Put` / `Get` write and read the cluster's store (`Key`, `Value`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ impl Service for Chaos {
     const SERVICE_TYPE: &'static str = "Chaos";
     const VERSION: &'static str = "1.0";
     const METHODS: &'static [&'static str] = &[
-        "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek",
+        "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get",
     ];
 
     fn handle(req: Request) -> Result<Kv, Fault> {
@@ -78,6 +79,20 @@ impl Service for Chaos {
                     .with("File", file)
                     .with("Socket", socket)
                     .with("Config", config))
+            }
+            "Put" => {
+                let key = req.parameters.require_str("Key")?;
+                let value = req.parameters.require_str("Value")?;
+                wasp_sdk::store::set_str(key, value)?;
+                Ok(Kv::new().with("Calls", calls as i64))
+            }
+            "Get" => {
+                let key = req.parameters.require_str("Key")?;
+                let mut out = Kv::new().with("Calls", calls as i64);
+                if let Some(v) = wasp_sdk::store::get_str(key)? {
+                    out.push("Value", v);
+                }
+                Ok(out)
             }
             other => Err(Fault::unknown_method(other)),
         }

@@ -1,11 +1,13 @@
 //! Bundled `Fax` service: `SendFax` and `GetFaxStatus`.
 //!
 //! Until a fax gateway is configured, jobs are accepted and stay `Queued`.
-//! Job ids are self-describing (`FAX-<tenant>-<serial>-<check>`), so any
-//! instance of the cluster can answer `GetFaxStatus`, and a tenant can
-//! never read another tenant's job.
+//! With the store granted (`[clusters.<name>.store]`) each job's status is
+//! kept there, shared by all instances and scoped by tenant. Without it,
+//! job ids are self-describing (`FAX-<tenant>-<serial>-<check>`), so any
+//! instance can still answer `GetFaxStatus`; either way a tenant never
+//! reads another tenant's job.
 
-use wasp_sdk::{Fault, Kv, Request, Service, Value, codes, validate};
+use wasp_sdk::{Fault, Kv, Request, Service, Value, codes, store, validate};
 
 struct Fax;
 
@@ -55,6 +57,9 @@ fn send_fax(req: &Request) -> Result<Kv, Fault> {
     }
     let serial = next_serial();
     let job = job_id(req.tenant.id, serial);
+    if store::granted() {
+        store::set_str(&format!("fax/{job}"), "Queued")?;
+    }
     wasp_sdk::log::info("fax queued", &[("job", &job), ("to", to)]);
     Ok(Kv::new()
         .with("FaxJobId", job)
@@ -64,15 +69,21 @@ fn send_fax(req: &Request) -> Result<Kv, Fault> {
 
 fn get_fax_status(req: &Request) -> Result<Kv, Fault> {
     let job = req.parameters.require_str("FaxJobId")?;
-    match parse_job_id(job) {
-        Some((tenant, _)) if tenant == req.tenant.id => {
-            Ok(Kv::new().with("FaxJobId", job).with("Status", "Queued"))
-        }
-        _ => Err(Fault::new(
+    let not_found = || {
+        Fault::new(
             codes::NOT_FOUND,
             format!("no fax job '{job}' for tenant {}", req.tenant.id),
-        )),
-    }
+        )
+    };
+    let status = if store::granted() {
+        store::get_str(&format!("fax/{job}"))?.ok_or_else(not_found)?
+    } else {
+        match parse_job_id(job) {
+            Some((tenant, _)) if tenant == req.tenant.id => "Queued".to_string(),
+            _ => return Err(not_found()),
+        }
+    };
+    Ok(Kv::new().with("FaxJobId", job).with("Status", status))
 }
 
 /// A random serial: unique across instances without shared state.

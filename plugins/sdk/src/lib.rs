@@ -288,3 +288,47 @@ pub mod validate {
         }
     }
 }
+
+/// The cluster's key-value store (`wasp:esp/store`): shared by every
+/// instance of the cluster, scoped to the tenant of the request being
+/// handled. Granted by `[clusters.<name>.store]`; check with [`granted`].
+pub mod store {
+    use crate::bindings::wasp::esp::store as wit_store;
+    use crate::{Fault, codes};
+
+    fn fault(e: String) -> Fault {
+        Fault::new(codes::INTERNAL, e)
+    }
+
+    /// Whether the cluster grants the store.
+    pub fn granted() -> bool {
+        !matches!(wit_store::keys("\u{0}"), Err(e) if e.starts_with("store: not granted"))
+    }
+
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, Fault> {
+        wit_store::get(key).map_err(fault)
+    }
+
+    /// The value as UTF-8 text (invalid bytes replaced).
+    pub fn get_str(key: &str) -> Result<Option<String>, Fault> {
+        Ok(get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn set(key: &str, value: &[u8]) -> Result<(), Fault> {
+        wit_store::set(key, value).map_err(fault)
+    }
+
+    pub fn set_str(key: &str, value: &str) -> Result<(), Fault> {
+        set(key, value.as_bytes())
+    }
+
+    /// Whether the key existed.
+    pub fn delete(key: &str) -> Result<bool, Fault> {
+        wit_store::delete(key).map_err(fault)
+    }
+
+    /// Keys starting with `prefix`, sorted, at most 1000.
+    pub fn keys(prefix: &str) -> Result<Vec<String>, Fault> {
+        wit_store::keys(prefix).map_err(fault)
+    }
+}
