@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Components embedded in the binary as `builtin:<name>`.
-const BUILTIN: &[&str] = &["fax", "im", "echo"];
+const BUILTIN: &[&str] = &["fax", "im", "echo", "classification"];
 /// Components only the tests use (their paths become `WASP_FIXTURE_<NAME>`).
 const FIXTURES: &[&str] = &["chaos"];
 const TARGET: &str = "wasm32-wasip2";
@@ -39,6 +39,11 @@ fn main() {
         println!("cargo:rerun-if-changed={}", plugins.join(member).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // The classification model's data set is embedded in its component.
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("examples/classification").display()
+    );
     println!("cargo:rerun-if-env-changed=WASP_PLUGINS_TARGET_DIR");
 
     let out_dir = PathBuf::from(env("OUT_DIR"));
