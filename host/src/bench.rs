@@ -306,6 +306,7 @@ async fn instantiate_cost() -> Result<InstanceCost> {
         memory_limit: 64 << 20,
         config: Arc::default(),
         store: None,
+        http: Arc::default(),
     };
     let bytes = crate::builtin::get("echo").context("builtin echo")?;
     let loaded = runtime.load(bytes, &spec).await?;

@@ -268,6 +268,24 @@ pub struct ClusterConfig {
     pub config: BTreeMap<String, String>,
     /// Grants the key-value store capability (`wasp:esp/store`).
     pub store: Option<StoreConfig>,
+    /// Grants outbound HTTP to the listed hosts.
+    pub http: Option<HttpConfig>,
+}
+
+/// Outbound HTTP for a cluster's components.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpConfig {
+    /// `host` (any port) or `host:port`; every other host is refused.
+    pub allow: Vec<String>,
+    /// Connect / first byte / between bytes timeout, in milliseconds.
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// 10 s.
+fn default_http_timeout_ms() -> u64 {
+    10_000
 }
 
 /// The cluster's key-value store: shared by its instances, scoped by tenant.
@@ -529,6 +547,23 @@ impl Config {
                 MAX_MEMORY_MB,
             );
             check_range(&mut problems, &at, "timeout-ms", c.timeout_ms, 1, 3_600_000);
+            if let Some(http) = &c.http {
+                check_range(
+                    &mut problems,
+                    &at,
+                    "http.timeout-ms",
+                    http.timeout_ms,
+                    1,
+                    600_000,
+                );
+                for (i, host) in http.allow.iter().enumerate() {
+                    if host.is_empty() || host.contains('/') || host.contains("://") {
+                        problems.push(format!(
+                            "{at}.http.allow[{i}]: '{host}' is not a host or host:port"
+                        ));
+                    }
+                }
+            }
             if let Some(store) = &c.store {
                 check_range(
                     &mut problems,

@@ -149,6 +149,13 @@ impl Cluster {
             memory_limit: (config.memory_mb << 20) as usize,
             config: Arc::new(config.config.clone()),
             store,
+            http: Arc::new(match &config.http {
+                Some(h) => crate::runtime::http::HttpGrant {
+                    allow: h.allow.clone(),
+                    timeout: Duration::from_millis(h.timeout_ms),
+                },
+                None => crate::runtime::http::HttpGrant::default(),
+            }),
         };
         let component = runtime.load(&bytes, &spec).await?;
         if component.info.service_type != config.service {

@@ -25,12 +25,16 @@ pub struct InstanceSpec {
     pub config: Arc<BTreeMap<String, String>>,
     /// The cluster's store, when granted.
     pub store: Option<Arc<crate::store::ClusterStore>>,
+    /// Hosts the cluster may call over HTTP (none: every request denied).
+    pub http: Arc<super::http::HttpGrant>,
 }
 
 /// Per-store host state (Spin's and wasmtime's `HostState` shape): WASI
 /// with nothing granted, the limiter, and this cluster's grants.
 pub struct HostState {
     wasi: WasiCtx,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    hooks: super::http::Hooks,
     table: ResourceTable,
     limiter: MemoryLimiter,
     spec: InstanceSpec,
@@ -80,6 +84,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -177,6 +191,10 @@ impl bindings::wasp::esp::store::Host for HostState {
     }
 }
 
+/// How long past its deadline a call blocked in a host function may take
+/// before it is abandoned (a computing guest is stopped at the deadline).
+const HOST_CALL_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Why a call did not produce an answer from the component.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -211,6 +229,11 @@ impl Instance {
             .build();
         let state = HostState {
             wasi,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            hooks: super::http::Hooks {
+                grant: spec.http.clone(),
+                cluster: spec.cluster.clone(),
+            },
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 limit: spec.memory_limit,
@@ -276,11 +299,18 @@ impl Instance {
         self.calls += 1;
         self.in_call = true;
         self.store.data_mut().tenant = Some(req.tenant.id);
-        let result = self
+        // The epoch deadline stops a guest that computes; this one also
+        // stops a guest blocked in a host call (e.g. waiting on HTTP). If
+        // it fires, `in_call` stays set and the instance is replaced.
+        let call = self
             .exports
             .wasp_esp_service()
-            .call_handle(&mut self.store, req)
-            .await;
+            .call_handle(&mut self.store, req);
+        let result = match tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), call).await
+        {
+            Ok(result) => result,
+            Err(_) => return Err(CallError::Timeout),
+        };
         self.in_call = false;
         self.store.data_mut().tenant = None;
         result.map_err(|err| self.explain(err))

@@ -16,6 +16,7 @@
 
 pub mod bindings;
 mod cache;
+pub mod http;
 mod instance;
 
 use std::sync::Arc;
@@ -109,6 +110,9 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("{e:?}"))
             .context("link WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| anyhow!("{e:?}"))
+            .context("link WASI HTTP")?;
         bindings::EspService::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |state| state,

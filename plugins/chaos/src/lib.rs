@@ -11,6 +11,7 @@
 //! - `Peek` reports what the sandbox lets it see: environment variables,
 //!   a file, a socket, and its `config` values.
 //! - `Put` / `Get` write and read the cluster's store (`Key`, `Value`).
+//! - `Fetch` GETs `Url` and returns `Status` and `Body`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ impl Service for Chaos {
     const SERVICE_TYPE: &'static str = "Chaos";
     const VERSION: &'static str = "1.0";
     const METHODS: &'static [&'static str] = &[
-        "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get",
+        "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get", "Fetch",
     ];
 
     fn handle(req: Request) -> Result<Kv, Fault> {
@@ -93,6 +94,13 @@ impl Service for Chaos {
                     out.push("Value", v);
                 }
                 Ok(out)
+            }
+            "Fetch" => {
+                let url = req.parameters.require_str("Url")?;
+                let response = wasp_sdk::http::get(url, &[])?;
+                Ok(Kv::new()
+                    .with("Status", i64::from(response.status))
+                    .with("Body", response.text()))
             }
             other => Err(Fault::unknown_method(other)),
         }

@@ -26,6 +26,7 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` and point a
 //! cluster's `component` at the `.wasm` file.
 
+pub mod http;
 mod kv;
 
 pub use kv::{Kv, Value};
