@@ -312,21 +312,20 @@ async fn unbounded_allocation_stops_at_the_memory_limit() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_3003_at_once() {
     let s = serve(&chaos_cluster(
         "chaos",
         "instances = 1\nwindow = 1\nqueue = 2\ntimeout-ms = 10000",
     ))
     .await;
-    // One request runs, two wait: the cluster is full.
-    let mut busy = Vec::new();
-    for _ in 0..3 {
+    // One long request runs, then two wait: the cluster is full.
+    let send = |method: &'static str, millis: u64| {
         let http = s.http.clone();
         let url = s.url("/v1/esp/chaos");
-        busy.push(tokio::spawn(async move {
-            let body = json!({"Request": {"Service": "Chaos", "Method": "Spin", "TenantId": 101,
-                "Parameters": {"Millis": 1500}}});
+        tokio::spawn(async move {
+            let body = json!({"Request": {"Service": "Chaos", "Method": method, "TenantId": 101,
+                "Parameters": {"Millis": millis}}});
             http.post(url)
                 .body(body.to_string())
                 .send()
@@ -334,9 +333,16 @@ async fn a_full_queue_answers_3003_at_once() {
                 .unwrap()
                 .status()
                 .as_u16()
-        }));
-    }
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut busy = vec![send("Spin", 3000)];
+    while s.admin_cluster("chaos").await["instances"][0]["outstanding"] != 1 {
+        assert!(Instant::now() < deadline, "the first request never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    busy.push(send("Echo", 0));
+    busy.push(send("Echo", 0));
     while s.admin_cluster("chaos").await["queue"]["depth"] != 2 {
         assert!(Instant::now() < deadline, "the queue never filled");
         tokio::time::sleep(Duration::from_millis(10)).await;

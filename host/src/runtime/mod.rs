@@ -30,9 +30,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use cache::ComponentCache;
 pub use instance::{CallError, HostState, Instance, InstanceSpec};
 
-/// How often the engine epoch advances; deadlines are checked at this
+/// How often the engine epoch advances. Deadlines are checked, and a
+/// long-running guest yields to other tasks on its worker thread, at this
 /// granularity.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Sizes the instance pool needs; computed from the whole config.
 #[derive(Debug, Clone, Copy)]
