@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Components embedded in the binary as `builtin:<name>`.
-const BUILTIN: &[&str] = &["fax", "im", "echo", "classification", "sms"];
+const BUILTIN: &[&str] = &["fax", "im", "echo", "classification", "sms", "social"];
 /// Components only the tests use (their paths become `WASP_FIXTURE_<NAME>`).
 const FIXTURES: &[&str] = &["chaos"];
 const TARGET: &str = "wasm32-wasip2";

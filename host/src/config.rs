@@ -44,6 +44,9 @@ pub struct Config {
     /// a demo runs on a machine without one.
     #[serde(default)]
     pub embedded_nodes: Vec<EmbeddedNode>,
+    /// Demo-only stand-ins started by `wasp run`.
+    #[serde(default)]
+    pub demo: DemoConfig,
     /// Directory of the config file: relative component paths start here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -154,6 +157,15 @@ impl Default for NodesConfig {
             max_window: default_max_window(),
         }
     }
+}
+
+/// Demo-only stand-ins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DemoConfig {
+    /// Serve mock SMS gateway and social APIs here (see `demo.rs`), so the
+    /// demo's SMS and Social clusters work without a network.
+    pub mock_peers: Option<SocketAddr>,
 }
 
 /// An in-process node-sim started by `wasp run` once it listens.

@@ -34,6 +34,7 @@ pub mod bench;
 pub mod builtin;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod esp;
 pub mod kv;
 pub mod node;

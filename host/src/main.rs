@@ -101,6 +101,14 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
         eprintln!("wasp: no [[tokens]] configured, so not listening on {addr}: loopback only");
         addr = loopback;
     }
+    let mocks = match config.demo.mock_peers {
+        Some(at) => Some(
+            wasp::demo::Mocks::start(at)
+                .await
+                .with_context(|| format!("cannot start the demo's mock peers on {at}"))?,
+        ),
+        None => None,
+    };
     let gw = Arc::new(Gateway::start(config).await.context("cannot start")?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -132,6 +140,12 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
             node.node_id, node.tenants, node.media
         );
         embedded.push(wasp::node::sim::Sim::spawn(embedded_sim(node, local)));
+    }
+    if let Some(mocks) = &mocks {
+        println!(
+            "  demo mock peers (stand-ins for an SMS gateway and social APIs) on http://{}",
+            mocks.addr
+        );
     }
     println!("  Interaction Server nodes connect to ws://{local}/v1/nodes/connect");
     if let Some(line) = try_line(&gw, local) {
@@ -200,13 +214,19 @@ fn embedded_sim(node: &wasp::config::EmbeddedNode, local: SocketAddr) -> wasp::n
 
 /// One curl line that works against the first cluster.
 fn try_line(gw: &Gateway, addr: SocketAddr) -> Option<String> {
-    let cluster = gw.clusters.values().next()?;
+    // The demo's fax cluster if there is one: its line always works.
+    let cluster = gw
+        .clusters
+        .get("fax")
+        .or_else(|| gw.clusters.values().next())?;
     let tenant = cluster.tenants.first()?.id;
     let (method, params) = if cluster.service == "Fax" {
         (
             "SendFax",
             r#"{"To":"+14155550100","Document":"Hello from wasp"}"#,
         )
+    } else if cluster.service == "Classification" {
+        ("Classify", r#"{"Text":"my parcel never arrived"}"#)
     } else if cluster.service == "IM" {
         (
             "SendMessage",

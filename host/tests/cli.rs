@@ -124,6 +124,15 @@ fn a_second_start_loads_compiled_code_from_the_cache() {
     assert!(second.contains("[compiled code from cache]"), "{second}");
 }
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn run_serves_the_demo_and_prints_where_and_what_to_try() {
     let mut child = Command::new(WASP)
@@ -134,7 +143,10 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
+    // Whatever happens below, the server does not outlive the test.
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().unwrap().unwrap();
     let addr = first
         .strip_prefix("wasp listening on http://")
@@ -143,7 +155,7 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
     // Read up to the curl line (the server keeps stdout open).
     let curl = lines
         .by_ref()
-        .take(10)
+        .take(30)
         .map(Result::unwrap)
         .find(|line| line.trim_start().starts_with("curl "))
         .expect("a curl line to try");
@@ -184,10 +196,10 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
     assert_eq!(nodes[0]["node_id"], "demo-node-1", "{nodes}");
     // SIGTERM stops it cleanly.
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "wasp run exits 0 on SIGTERM: {status}");
 }

@@ -1,0 +1,147 @@
+//! Mock peers for the demo: an SMS gateway and Facebook-/Twitter-style
+//! social APIs, served by wasp itself **only when the config asks for them**
+//! (`[demo] mock-peers = "127.0.0.1:8091"`), so the demo's SMS and Social
+//! clusters work on a machine with no network. They are stand-ins, clearly
+//! labelled at start; they record every request so tests can check what a
+//! component sent.
+//!
+//! - `POST /sms/send` → `{"id":"sms-N"}`; a `to` ending in 9 is refused
+//!   (400 `{"error":"destination barred"}`).
+//! - `/facebook/...` Graph-API-shaped answers; object ids starting with
+//!   `missing` are 404 `{"error":{"message":"Object does not exist"}}`.
+//! - `/twitter/2/...` API-v2-shaped answers.
+//! - Every call needs `Authorization: Bearer <anything>` (401 otherwise).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value as Json, json};
+
+/// One request a mock received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Json,
+}
+
+/// Running mock peers.
+#[derive(Debug, Clone)]
+pub struct Mocks {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Mocks {
+    /// Serves the mocks on `addr` (port 0 picks one).
+    pub async fn start(addr: SocketAddr) -> anyhow::Result<Mocks> {
+        let received: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let app = Router::new().fallback(handle).with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Mocks { addr, received })
+    }
+
+    /// What was received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+async fn handle(
+    State(received): State<Arc<Mutex<Vec<Recorded>>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let path = uri.path().to_string();
+    let n = {
+        let mut all = received.lock().unwrap_or_else(|e| e.into_inner());
+        all.push(Recorded {
+            method: method.to_string(),
+            path: path.clone(),
+            authorization: authorization.clone(),
+            body: body.clone(),
+        });
+        all.len()
+    };
+    if !authorization
+        .as_deref()
+        .is_some_and(|a| a.starts_with("Bearer "))
+    {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": {"message": "invalid token"}}),
+        );
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("POST", ["sms", "send"]) => {
+            if body["to"].as_str().is_some_and(|to| to.ends_with('9')) {
+                reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "destination barred"}),
+                )
+            } else {
+                reply(StatusCode::OK, json!({"id": format!("sms-{n}")}))
+            }
+        }
+        (_, ["facebook", id, ..]) if id.starts_with("missing") => reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": {"message": "Object does not exist"}}),
+        ),
+        ("POST", ["facebook", "me", "messages"]) => reply(
+            StatusCode::OK,
+            json!({"recipient_id": body["recipient"]["id"], "message_id": format!("m_{n}")}),
+        ),
+        ("POST", ["facebook", id, "feed"]) => {
+            reply(StatusCode::OK, json!({"id": format!("{id}_{n}")}))
+        }
+        ("POST", ["facebook", id, "comments"]) => {
+            reply(StatusCode::OK, json!({"id": format!("{id}_c{n}")}))
+        }
+        ("POST", ["facebook", _, "likes"]) | ("DELETE", ["facebook", _]) => {
+            reply(StatusCode::OK, json!({"success": true}))
+        }
+        ("POST", ["twitter", "2", "dm_conversations", "with", _, "messages"]) => reply(
+            StatusCode::CREATED,
+            json!({"data": {"dm_conversation_id": "c1", "dm_event_id": format!("{n}")}}),
+        ),
+        ("POST", ["twitter", "2", "users", _, "retweets"]) => {
+            reply(StatusCode::OK, json!({"data": {"retweeted": true}}))
+        }
+        ("POST", ["twitter", "2", "users", _, "following"]) => reply(
+            StatusCode::OK,
+            json!({"data": {"following": true, "pending_follow": false}}),
+        ),
+        ("GET", ["twitter", "2", "users", id]) => reply(
+            StatusCode::OK,
+            json!({"data": {"id": id, "name": format!("User {id}"), "username": format!("user{id}"),
+                "public_metrics": {"followers_count": 42}}}),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": {"message": format!("no such endpoint: {method} {path}")}}),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, body: Json) -> Response {
+    (status, axum::Json(body)).into_response()
+}
