@@ -1,4 +1,4 @@
-//! Mock peers for the demo: an SMS gateway and Facebook-/Twitter-style
+//! Mock peers for the demo: SMS, fax and IM gateways and Facebook-/Twitter-style
 //! social APIs, served by wasp itself **only when the config asks for them**
 //! (`[demo] mock-peers = "127.0.0.1:8091"`), so the demo's SMS and Social
 //! clusters work on a machine with no network. They are stand-ins, clearly
@@ -7,10 +7,14 @@
 //!
 //! - `POST /sms/send` → `{"id":"sms-N"}`; a `to` ending in 9 is refused
 //!   (400 `{"error":"destination barred"}`).
+//! - `POST /fax/send` → `{"id":job,"status":"Sending"}` (to ending in 9:
+//!   400); `GET /fax/send/{job}` → `{"status":"Delivered"}`.
+//! - `POST /im/send` → `{"id":"im-N"}`.
 //! - `/facebook/...` Graph-API-shaped answers; object ids starting with
 //!   `missing` are 404 `{"error":{"message":"Object does not exist"}}`.
 //! - `/twitter/2/...` API-v2-shaped answers.
-//! - Every call needs `Authorization: Bearer <anything>` (401 otherwise).
+//! - SMS and social calls need `Authorization: Bearer <anything>` (401
+//!   otherwise).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -81,9 +85,13 @@ async fn handle(
         });
         all.len()
     };
-    if !authorization
-        .as_deref()
-        .is_some_and(|a| a.starts_with("Bearer "))
+    let needs_token = ["/facebook", "/twitter", "/sms"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    if needs_token
+        && !authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer "))
     {
         return reply(
             StatusCode::UNAUTHORIZED,
@@ -102,6 +110,23 @@ async fn handle(
                 reply(StatusCode::OK, json!({"id": format!("sms-{n}")}))
             }
         }
+        ("POST", ["fax", "send"]) => {
+            if body["to"].as_str().is_some_and(|to| to.ends_with('9')) {
+                reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "destination barred"}),
+                )
+            } else {
+                reply(
+                    StatusCode::OK,
+                    json!({"id": body["job"], "status": "Sending"}),
+                )
+            }
+        }
+        ("GET", ["fax", "send", job]) => {
+            reply(StatusCode::OK, json!({"id": job, "status": "Delivered"}))
+        }
+        ("POST", ["im", "send"]) => reply(StatusCode::OK, json!({"id": format!("im-{n}")})),
         (_, ["facebook", id, ..]) if id.starts_with("missing") => reply(
             StatusCode::NOT_FOUND,
             json!({"error": {"message": "Object does not exist"}}),

@@ -1,13 +1,17 @@
 //! Bundled `Fax` service: `SendFax` and `GetFaxStatus`.
 //!
-//! Until a fax gateway is configured, jobs are accepted and stay `Queued`.
+//! With `gateway-url` in the cluster config (and its host in `http.allow`)
+//! `SendFax` delivers the job: `POST {gateway-url}` with
+//! `{"job","to","from","document"(base64)}`; the gateway's `status` becomes
+//! the job's status, and `GetFaxStatus` asks `GET {gateway-url}/{job}`.
+//! Without a gateway, jobs are accepted and stay `Queued`.
 //! With the store granted (`[clusters.<name>.store]`) each job's status is
 //! kept there, shared by all instances and scoped by tenant. Without it,
 //! job ids are self-describing (`FAX-<tenant>-<serial>-<check>`), so any
 //! instance can still answer `GetFaxStatus`; either way a tenant never
 //! reads another tenant's job.
 
-use wasp_sdk::{Fault, Kv, Request, Service, Value, codes, store, validate};
+use wasp_sdk::{Fault, Kv, Request, Service, Value, codes, config, http, store, validate};
 
 struct Fax;
 
@@ -35,10 +39,10 @@ fn send_fax(req: &Request) -> Result<Kv, Fault> {
     if let Some(from) = p.optional_str("From")? {
         validate::e164("From", from)?;
     }
-    let size = match p.get("Document") {
+    let document: &[u8] = match p.get("Document") {
         None => return Err(Fault::missing("Document")),
-        Some(Value::Str(s)) => s.len(),
-        Some(Value::Binary(b)) => b.len(),
+        Some(Value::Str(s)) => s.as_bytes(),
+        Some(Value::Binary(b)) => b,
         Some(v) => {
             return Err(Fault::invalid(
                 "Document",
@@ -46,6 +50,7 @@ fn send_fax(req: &Request) -> Result<Kv, Fault> {
             ));
         }
     };
+    let size = document.len();
     if size == 0 {
         return Err(Fault::invalid("Document", "is empty"));
     }
@@ -57,13 +62,18 @@ fn send_fax(req: &Request) -> Result<Kv, Fault> {
     }
     let serial = next_serial();
     let job = job_id(req.tenant.id, serial);
+    let from = p.optional_str("From")?.unwrap_or_default();
+    let status = match config::get("gateway-url") {
+        Some(gateway) => deliver(&gateway, &job, to, from, document)?,
+        None => "Queued".to_string(),
+    };
     if store::granted() {
-        store::set_str(&format!("fax/{job}"), "Queued")?;
+        store::set_str(&format!("fax/{job}"), &status)?;
     }
     wasp_sdk::log::info("fax queued", &[("job", &job), ("to", to)]);
     Ok(Kv::new()
         .with("FaxJobId", job)
-        .with("Status", "Queued")
+        .with("Status", status)
         .with("Bytes", size as i64))
 }
 
@@ -75,6 +85,20 @@ fn get_fax_status(req: &Request) -> Result<Kv, Fault> {
             format!("no fax job '{job}' for tenant {}", req.tenant.id),
         )
     };
+    if let Some(gateway) = config::get("gateway-url") {
+        let known = store::granted() && store::get_str(&format!("fax/{job}"))?.is_some()
+            || matches!(parse_job_id(job), Some((tenant, _)) if tenant == req.tenant.id);
+        if !known {
+            return Err(not_found());
+        }
+        let response = http::get(&format!("{}/{job}", gateway.trim_end_matches('/')), &[])?;
+        let answer = gateway_answer(&response)?;
+        let status = answer["status"].as_str().unwrap_or("Unknown").to_string();
+        if store::granted() {
+            store::set_str(&format!("fax/{job}"), &status)?;
+        }
+        return Ok(Kv::new().with("FaxJobId", job).with("Status", status));
+    }
     let status = if store::granted() {
         store::get_str(&format!("fax/{job}"))?.ok_or_else(not_found)?
     } else {
@@ -84,6 +108,44 @@ fn get_fax_status(req: &Request) -> Result<Kv, Fault> {
         }
     };
     Ok(Kv::new().with("FaxJobId", job).with("Status", status))
+}
+
+/// Fault code: the fax gateway refused or failed.
+const GATEWAY_FAILED: i32 = 11;
+
+/// Hands a job to the fax gateway; returns its status.
+fn deliver(
+    gateway: &str,
+    job: &str,
+    to: &str,
+    from: &str,
+    document: &[u8],
+) -> Result<String, Fault> {
+    use base64::Engine as _;
+    let body = serde_json::json!({
+        "job": job,
+        "to": to,
+        "from": from,
+        "document": base64::engine::general_purpose::STANDARD.encode(document),
+    });
+    let response = http::post_json(gateway, &[], &body.to_string())?;
+    let answer = gateway_answer(&response)?;
+    Ok(answer["status"].as_str().unwrap_or("Queued").to_string())
+}
+
+fn gateway_answer(response: &http::Response) -> Result<serde_json::Value, Fault> {
+    let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    if !response.ok() {
+        let message = answer["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| response.text());
+        return Err(Fault::new(
+            GATEWAY_FAILED,
+            format!("the fax gateway answered {}: {message}", response.status),
+        ));
+    }
+    Ok(answer)
 }
 
 /// A random serial: unique across instances without shared state.

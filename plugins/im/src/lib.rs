@@ -1,4 +1,9 @@
 //! Bundled `IM` service: `SendMessage` to an instant-messaging address.
+//!
+//! With `gateway-url` in the cluster config (and its host in `http.allow`)
+//! each message is delivered: `POST {gateway-url}` with `{"to","text"}`;
+//! the gateway's `id` becomes `MessageId`. Without one, messages are
+//! accepted with a generated id.
 
 use wasp_sdk::{Fault, Kv, Request, Service};
 
@@ -36,12 +41,35 @@ fn send_message(req: &Request) -> Result<Kv, Fault> {
             format!("{chars} characters is more than the {MAX_TEXT} accepted"),
         ));
     }
-    let id = message_id(req.tenant.id);
+    let id = match wasp_sdk::config::get("gateway-url") {
+        Some(gateway) => deliver(&gateway, to, text)?,
+        None => message_id(req.tenant.id),
+    };
     wasp_sdk::log::debug("im accepted", &[("message", &id), ("to", to)]);
     Ok(Kv::new()
         .with("MessageId", id)
         .with("Status", "Accepted")
         .with("Characters", chars as i64))
+}
+
+fn deliver(gateway: &str, to: &str, text: &str) -> Result<String, Fault> {
+    let body = serde_json::json!({"to": to, "text": text}).to_string();
+    let response = wasp_sdk::http::post_json(gateway, &[], &body)?;
+    let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    if !response.ok() {
+        let message = answer["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| response.text());
+        return Err(Fault::new(
+            11,
+            format!("the IM gateway answered {}: {message}", response.status),
+        ));
+    }
+    answer["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| Fault::new(11, "the IM gateway's answer has no id"))
 }
 
 fn message_id(tenant: u32) -> String {
