@@ -216,10 +216,9 @@ async fn javascript_business_hours() {
     assert_component_fault(status, &answer, 2, "unknown Timezone 'Mars/Olympus'");
     let (status, answer) = ask(json!({"At": "yesterday"})).await;
     assert_component_fault(status, &answer, 3, "not an ISO 8601 time");
-}
 
-#[tokio::test]
-async fn javascript_business_hours_reports_bad_config() {
+    // Bad opening hours in the config are reported, naming the key (a second
+    // cluster of the same component: compiled once, then from the cache).
     let s = serve(&hours_cluster().replace("\"09:00-15:00\"", "\"15:00-09:00\"")).await;
     let (status, answer) = s
         .esp("hours", "BusinessHours", "IsOpen", json!(101), json!({}))
