@@ -26,6 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use crate::Gateway;
 use crate::config::Config;
 use crate::esp::{self, ResponseBody};
+use crate::node::sim::percentile_ms;
 use crate::runtime::bindings;
 use crate::runtime::{ComponentCache, Instance, InstanceSpec, PoolSize, Runtime};
 
@@ -222,15 +223,7 @@ async fn over_sessions(
         }
         all.latencies_us.extend(report.latencies_us);
     }
-    all.latencies_us.sort_unstable();
-    let pct = |p: f64| {
-        let l = &all.latencies_us;
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .map(|us| *us as f64 / 1000.0)
-            .unwrap_or(0.0)
-    };
-    all.p50_ms = pct(0.5);
-    all.p99_ms = pct(0.99);
+    all.summarize();
     Ok(all)
 }
 
@@ -422,18 +415,10 @@ async fn load(
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        if latencies.is_empty() {
-            0.0
-        } else {
-            let i = ((latencies.len() as f64 * p) as usize).min(latencies.len() - 1);
-            f64::from(latencies[i]) / 1000.0
-        }
-    };
     Ok(Measured {
         rate: latencies.len() as f64 / elapsed,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: percentile_ms(&latencies, 0.50),
+        p99_ms: percentile_ms(&latencies, 0.99),
         errors,
     })
 }
@@ -446,7 +431,7 @@ async fn connection(
     stop: Instant,
     interval: Option<Duration>,
     offset: Option<Duration>,
-) -> Result<(Vec<u32>, u64)> {
+) -> Result<(Vec<u64>, u64)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -475,7 +460,7 @@ async fn connection(
         let ok = resp.status() == StatusCode::OK;
         resp.into_body().collect().await?;
         if ok {
-            latencies.push(sent_at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            latencies.push(sent_at.elapsed().as_micros() as u64);
         } else {
             errors += 1;
         }

@@ -79,12 +79,7 @@ pub async fn require_admin(
         crate::config::Role::Admin,
     ) {
         Ok(_) => next.run(request).await,
-        Err(fault) => crate::esp::Refused {
-            reference_id: 0,
-            user_data: None,
-            fault,
-        }
-        .into_response(),
+        Err(fault) => crate::esp::Refused::new(fault).into_response(),
     }
 }
 

@@ -23,25 +23,16 @@ pub async fn handle(
     let grant = match gw.auth.check(&headers, None, Role::Node) {
         Ok(grant) => grant,
         Err(fault) => {
-            return Refused {
-                reference_id: 0,
-                user_data: None,
-                fault,
-            }
-            .into_response();
+            return Refused::new(fault).into_response();
         }
     };
     let bytes = match axum::body::to_bytes(body, gw.config.server.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return Refused {
-                reference_id: 0,
-                user_data: None,
-                fault: Fault::invalid(format!(
-                    "the request body is larger than {} bytes",
-                    gw.config.server.max_body_bytes
-                )),
-            }
+            return Refused::new(Fault::invalid(format!(
+                "the request body is larger than {} bytes",
+                gw.config.server.max_body_bytes
+            )))
             .into_response();
         }
     };

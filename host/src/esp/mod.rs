@@ -44,6 +44,17 @@ pub struct Refused {
     pub fault: Fault,
 }
 
+impl Refused {
+    /// A fault with nothing to echo (before a request could be read).
+    pub fn new(fault: Fault) -> Self {
+        Refused {
+            reference_id: 0,
+            user_data: None,
+            fault,
+        }
+    }
+}
+
 /// Parses a request body. On failure the fault still carries the
 /// `ReferenceId` if one could be read.
 pub fn parse(body: &[u8]) -> Result<EspRequest, Refused> {

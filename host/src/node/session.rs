@@ -49,12 +49,7 @@ pub async fn connect(
     {
         Ok(grant) => grant,
         Err(fault) => {
-            return Refused {
-                reference_id: 0,
-                user_data: None,
-                fault,
-            }
-            .into_response();
+            return Refused::new(fault).into_response();
         }
     };
     upgrade

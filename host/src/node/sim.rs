@@ -110,7 +110,23 @@ pub struct LoadReport {
     pub latencies_us: Vec<u64>,
 }
 
+/// The `p` quantile (0..1) of sorted microsecond latencies, in ms.
+pub fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    let i = ((sorted_us.len() as f64 * p) as usize).min(sorted_us.len().saturating_sub(1));
+    sorted_us
+        .get(i)
+        .map(|us| *us as f64 / 1000.0)
+        .unwrap_or(0.0)
+}
+
 impl LoadReport {
+    /// Sorts the latencies and sets p50 and p99 from them.
+    pub fn summarize(&mut self) {
+        self.latencies_us.sort_unstable();
+        self.p50_ms = percentile_ms(&self.latencies_us, 0.5);
+        self.p99_ms = percentile_ms(&self.latencies_us, 0.99);
+    }
+
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.seconds.max(1e-9)
     }
@@ -612,15 +628,8 @@ async fn load_run(
     report.seconds = start.elapsed().as_secs_f64();
     report.ok = latencies.len() as u64;
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map(|us| *us as f64 / 1000.0)
-            .unwrap_or(0.0)
-    };
-    report.p50_ms = pct(0.5);
-    report.p99_ms = pct(0.99);
     report.latencies_us = latencies;
+    report.summarize();
     Ok(report)
 }
 

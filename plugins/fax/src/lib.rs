@@ -134,18 +134,7 @@ fn deliver(
 }
 
 fn gateway_answer(response: &http::Response) -> Result<serde_json::Value, Fault> {
-    let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
-    if !response.ok() {
-        let message = answer["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| response.text());
-        return Err(Fault::new(
-            GATEWAY_FAILED,
-            format!("the fax gateway answered {}: {message}", response.status),
-        ));
-    }
-    Ok(answer)
+    response.json_or_fault("fax gateway", GATEWAY_FAILED)
 }
 
 /// A random serial: unique across instances without shared state.

@@ -55,17 +55,7 @@ fn send_message(req: &Request) -> Result<Kv, Fault> {
 fn deliver(gateway: &str, to: &str, text: &str) -> Result<String, Fault> {
     let body = serde_json::json!({"to": to, "text": text}).to_string();
     let response = wasp_sdk::http::post_json(gateway, &[], &body)?;
-    let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
-    if !response.ok() {
-        let message = answer["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| response.text());
-        return Err(Fault::new(
-            11,
-            format!("the IM gateway answered {}: {message}", response.status),
-        ));
-    }
+    let answer = response.json_or_fault("IM gateway", 11)?;
     answer["id"]
         .as_str()
         .map(str::to_string)

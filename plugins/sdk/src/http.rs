@@ -33,6 +33,44 @@ impl Response {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// The body as JSON (`null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
+    /// What an API says went wrong: `error.message`, `error`, `message` or
+    /// `detail` of a JSON body, else the body text.
+    pub fn error_message(&self) -> String {
+        let json = self.json();
+        [
+            &json["error"]["message"],
+            &json["error"],
+            &json["message"],
+            &json["detail"],
+        ]
+        .into_iter()
+        .find_map(|v| v.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| self.text())
+    }
+
+    /// The JSON body of a 2xx answer, or a fault with `code` saying what
+    /// `peer` answered.
+    pub fn json_or_fault(&self, peer: &str, code: i32) -> Result<serde_json::Value, Fault> {
+        if self.ok() {
+            Ok(self.json())
+        } else {
+            Err(Fault::new(
+                code,
+                format!(
+                    "the {peer} answered {}: {}",
+                    self.status,
+                    self.error_message()
+                ),
+            ))
+        }
+    }
 }
 
 fn failed(url: &str, why: impl std::fmt::Display) -> Fault {

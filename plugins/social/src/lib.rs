@@ -226,23 +226,7 @@ impl Api {
             headers.push(("content-type", "application/json"));
         }
         let response = http::request(method, &url, &headers, payload.as_bytes())?;
-        let answer: Json = serde_json::from_slice(&response.body).unwrap_or(Json::Null);
-        if !response.ok() {
-            let message = answer["error"]["message"]
-                .as_str()
-                .or(answer["detail"].as_str())
-                .or(answer["error"].as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| response.text());
-            return Err(Fault::new(
-                API_FAILED,
-                format!(
-                    "the {} API answered {}: {message}",
-                    self.name, response.status
-                ),
-            ));
-        }
-        Ok(answer)
+        response.json_or_fault(&format!("{} API", self.name), API_FAILED)
     }
 }
 
