@@ -185,6 +185,18 @@ impl Served {
     }
 }
 
+/// Asserts an `Event3rdServerFault` with the given code whose
+/// `FaultString` says `text`.
+#[track_caller]
+pub fn assert_fault_says(status: u16, body: &Value, http: u16, code: u64, text: &str) {
+    assert_fault(status, body, http, code);
+    let said = body["FaultString"].as_str().unwrap_or_default();
+    assert!(
+        said.contains(text),
+        "{said:?} does not say {text:?}: {body}"
+    );
+}
+
 /// Asserts an `Event3rdServerFault` with the given code.
 #[track_caller]
 pub fn assert_fault(status: u16, body: &Value, http: u16, code: u64) {
