@@ -102,10 +102,6 @@ fn main() {
             path.display()
         );
     }
-    println!(
-        "cargo:rustc-env=WASP_PLUGINS_WASM_DIR={}",
-        wasm_dir.display()
-    );
 }
 
 fn env(key: &str) -> String {

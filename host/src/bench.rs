@@ -26,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use crate::Gateway;
 use crate::config::Config;
 use crate::esp::{self, ResponseBody};
-use crate::node::sim::percentile_ms;
+use crate::node::sim::{Pacer, percentile_ms};
 use crate::runtime::bindings;
 use crate::runtime::{ComponentCache, Instance, InstanceSpec, PoolSize, Runtime};
 
@@ -397,14 +397,10 @@ async fn load(
 ) -> Result<Measured> {
     let start = Instant::now();
     let stop = start + duration;
-    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1.0)));
     let mut tasks = Vec::new();
     for i in 0..connections {
-        // Spread the open-loop schedules so connections do not fire together.
-        let offset = interval.map(|iv| iv.mul_f64(i as f64 / connections as f64));
-        tasks.push(tokio::spawn(connection(
-            addr, path, start, stop, interval, offset,
-        )));
+        let pacer = Pacer::new(start, stop, rate, connections, i);
+        tasks.push(tokio::spawn(connection(addr, path, pacer)));
     }
     let mut latencies = Vec::new();
     let mut errors = 0;
@@ -427,10 +423,7 @@ async fn load(
 async fn connection(
     addr: SocketAddr,
     path: &'static str,
-    start: Instant,
-    stop: Instant,
-    interval: Option<Duration>,
-    offset: Option<Duration>,
+    mut pacer: Pacer,
 ) -> Result<(Vec<u64>, u64)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -439,19 +432,7 @@ async fn connection(
     let body = Bytes::from_static(BODY.as_bytes());
     let mut latencies = Vec::with_capacity(1 << 16);
     let mut errors = 0;
-    let mut next = start + offset.unwrap_or_default();
-    loop {
-        if let Some(iv) = interval {
-            // tokio timers have millisecond resolution: count latency from
-            // the actual send, not the schedule, or the timer's lag would
-            // dominate sub-millisecond figures.
-            tokio::time::sleep_until(next.into()).await;
-            next += iv;
-        }
-        let sent_at = Instant::now();
-        if sent_at >= stop {
-            break;
-        }
+    while let Some(sent_at) = pacer.next().await {
         let req = Request::post(path)
             .header("host", "127.0.0.1")
             .header("content-type", "application/json")

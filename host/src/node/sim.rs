@@ -110,6 +110,47 @@ pub struct LoadReport {
     pub latencies_us: Vec<u64>,
 }
 
+/// Paces one of `workers` request loops sharing a total `rate` (requests
+/// per second; `None`: as fast as answers come) until `stop`. The
+/// workers' schedules are spread so they do not fire together.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    interval: Option<Duration>,
+    next: Instant,
+    stop: Instant,
+}
+
+impl Pacer {
+    pub fn new(
+        start: Instant,
+        stop: Instant,
+        rate: Option<f64>,
+        workers: usize,
+        worker: usize,
+    ) -> Pacer {
+        let workers = workers.max(1);
+        let interval = rate.map(|r| Duration::from_secs_f64(workers as f64 / r.max(1.0)));
+        let offset = interval.map(|iv| iv.mul_f64(worker as f64 / workers as f64));
+        Pacer {
+            interval,
+            next: start + offset.unwrap_or_default(),
+            stop,
+        }
+    }
+
+    /// Waits for the next send; returns its time, or `None` at `stop`.
+    /// Latency counts from the actual send: tokio timers have millisecond
+    /// resolution, and their lag would dominate sub-millisecond figures.
+    pub async fn next(&mut self) -> Option<Instant> {
+        if let Some(iv) = self.interval {
+            tokio::time::sleep_until(self.next.into()).await;
+            self.next += iv;
+        }
+        let now = Instant::now();
+        (now < self.stop).then_some(now)
+    }
+}
+
 /// The `p` quantile (0..1) of sorted microsecond latencies, in ms.
 pub fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
     let i = ((sorted_us.len() as f64 * p) as usize).min(sorted_us.len().saturating_sub(1));
@@ -565,8 +606,7 @@ async fn load_run(
     let tenant = *args.tenants.first().context("no tenant")?;
     let start = Instant::now();
     let stop = start + Duration::from_secs(args.duration);
-    let interval = (args.rate > 0)
-        .then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
+    let rate = (args.rate > 0).then_some(args.rate as f64);
     let mut workers = Vec::new();
     for w in 0..args.concurrency.max(1) {
         let (out, waiters, cluster, params) = (
@@ -576,21 +616,12 @@ async fn load_run(
             params.clone(),
         );
         let (service, method) = (args.load_service.clone(), args.load_method.clone());
-        let offset = interval.map(|iv| iv.mul_f64(w as f64 / args.concurrency.max(1) as f64));
+        let mut pacer = Pacer::new(start, stop, rate, args.concurrency, w);
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut faults: HashMap<u64, u64> = HashMap::new();
             let mut sent = 0u64;
-            let mut next = start + offset.unwrap_or_default();
-            loop {
-                if let Some(iv) = interval {
-                    tokio::time::sleep_until(next.into()).await;
-                    next += iv;
-                }
-                let sent_at = Instant::now();
-                if sent_at >= stop {
-                    break;
-                }
+            while let Some(sent_at) = pacer.next().await {
                 let reference = REFERENCE.fetch_add(1, Ordering::Relaxed);
                 let (tx, rx) = oneshot::channel();
                 lock(&waiters).insert(reference, tx);

@@ -33,10 +33,6 @@ impl ComponentCache {
         std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("wasp"))
     }
 
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
-    }
-
     /// Returns the compiled component, its SHA-256 (hex) and whether it
     /// came from the cache.
     pub fn get_or_compile(

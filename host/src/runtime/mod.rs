@@ -132,10 +132,6 @@ impl Runtime {
         })
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Compiles (or loads from the cache) and pre-links a component, then
     /// instantiates it once to ask `describe` what it serves.
     pub async fn load(&self, bytes: &[u8], spec: &InstanceSpec) -> Result<LoadedComponent> {
