@@ -7,7 +7,8 @@
 //! - (b) wasp with a pooled `builtin:echo` cluster;
 //! - (c) wasp with a per-request `builtin:echo` cluster.
 //!
-//! For each: peak req/s with p50/p99 (closed loop), then p50/p99 at half of
+//! For each: peak req/s with p50/p99 (closed loop; `--rounds` interleaved
+//! rounds a b c, a b c ..., the median reported), then p50/p99 at half of
 //! that peak (open loop, latency counted from the scheduled send time so a
 //! stall is not hidden). Ratios b/a and c/a, and the in-process cost of
 //! instantiate + call + drop for (c), are printed at the end.
@@ -33,8 +34,11 @@ use crate::runtime::{ComponentCache, Instance, InstanceSpec, PoolSize, Runtime};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Seconds of load per measurement.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Interleaved rounds of peak measurements; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Keep-alive connections.
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
@@ -99,35 +103,50 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         ("b wasp pooled", pooled, "/v1/esp/echo"),
         ("c wasp per-request", per_request, "/v1/esp/echo"),
     ];
-    let mut rows = Vec::new();
+    // Peaks are measured in interleaved rounds (a b c, a b c, ...) and the
+    // median is reported: on a small machine a single run moves by several
+    // percent with whatever else the scheduler does at that moment.
+    let mut peaks: Vec<Vec<Measured>> = vec![Vec::new(); targets.len()];
     for (name, port, path) in targets {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        load(addr, path, args.connections, Duration::from_secs(1), None).await?; // warm up
-        let peak = load(
-            addr,
-            path,
-            args.connections,
-            Duration::from_secs(args.seconds),
-            None,
-        )
-        .await?;
-        let half_rate = peak.rate / 2.0;
+        load(addr, path, args.connections, Duration::from_secs(1), None)
+            .await
+            .with_context(|| format!("warm up {name}"))?;
+    }
+    for _ in 0..args.rounds.max(1) {
+        for (i, (_, port, path)) in targets.iter().enumerate() {
+            let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+            let peak = load(
+                addr,
+                path,
+                args.connections,
+                Duration::from_secs(args.seconds),
+                None,
+            )
+            .await?;
+            peaks[i].push(peak);
+        }
+    }
+    let mut rows = Vec::new();
+    for ((name, port, path), runs) in targets.into_iter().zip(&peaks) {
+        let peak = median(runs);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let half = load(
             addr,
             path,
             args.connections,
             Duration::from_secs(args.seconds),
-            Some(half_rate),
+            Some(peak.rate / 2.0),
         )
         .await?;
-        rows.push((name, peak, half));
+        rows.push((name, peak, half, runs));
     }
     println!();
     println!(
         "{:<20} {:>10} {:>10} {:>10} | {:>10} {:>10} {:>10} {:>7}",
         "server", "req/s", "p50 ms", "p99 ms", "half rate", "p50 ms", "p99 ms", "errors"
     );
-    for (name, peak, half) in &rows {
+    for (name, peak, half, _) in &rows {
         println!(
             "{:<20} {:>10.0} {:>10.3} {:>10.3} | {:>10.0} {:>10.3} {:>10.3} {:>7}",
             name,
@@ -154,6 +173,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             report.p99_ms,
             report.faults
         );
+    }
+    println!();
+    println!("peak req/s of each round:");
+    for (name, _, _, runs) in &rows {
+        let rates: Vec<String> = runs.iter().map(|m| format!("{:.0}", m.rate)).collect();
+        println!("  {name:<20} {}", rates.join("  "));
     }
     let a = rows[0].1.rate;
     println!();
@@ -375,6 +400,13 @@ async fn in_process_cost(instances: usize) -> Result<(f64, f64)> {
     }
     let wasm = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
     Ok((native, wasm))
+}
+
+/// The run with the median rate (runs is never empty).
+fn median(runs: &[Measured]) -> Measured {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|x, y| x.rate.total_cmp(&y.rate));
+    sorted[sorted.len() / 2]
 }
 
 /// One measurement's outcome.
