@@ -329,17 +329,19 @@ async fn instantiate_cost() -> Result<InstanceCost> {
     let bytes = crate::builtin::get("echo").context("builtin echo")?;
     let loaded = runtime.load(bytes, &spec).await?;
     let req = esp::parse(BODY.as_bytes()).map_err(|r| anyhow::anyhow!("{}", r.fault))?;
+    let parameters = req.parameters.to_wit();
+    let parameters = parameters.lists();
     let wit = bindings::Request {
-        service: req.service.clone(),
-        method: req.method.clone(),
-        version: req.version.clone(),
+        service: &req.service,
+        method: &req.method,
+        version: &req.version,
         tenant: bindings::Tenant {
             id: 101,
-            name: "Bench".into(),
+            name: "Bench",
         },
         media_type: None,
-        parameters: req.parameters.to_wit(),
-        user_data: bindings::KvList { lists: Vec::new() },
+        parameters: bindings::KvListParam { lists: &parameters },
+        user_data: bindings::KvListParam { lists: &[] },
     };
     let mut warm = Instance::new(&loaded.pre, &spec, 0).await?;
     let start = Instant::now();

@@ -90,16 +90,19 @@ impl Kv {
         Ok(Kv(out))
     }
 
-    /// Converts to the WIT arena form: `lists[0]` is the root.
-    pub fn to_wit(&self) -> crate::runtime::bindings::KvList {
+    /// The WIT arena form, borrowing every key and value from this list:
+    /// `lists[0]` is the root. [`WitArena::lists`] gives what a request holds.
+    pub fn to_wit(&self) -> WitArena<'_> {
         let mut lists = Vec::new();
-        flatten(self, &mut lists);
-        crate::runtime::bindings::KvList { lists }
+        if !self.0.is_empty() {
+            flatten(self, &mut lists);
+        }
+        WitArena { lists }
     }
 
     /// Reads the WIT arena form a component returned. Indices must point
     /// forward (no cycles, no sharing); anything else is refused.
-    pub fn from_wit(arena: crate::runtime::bindings::KvList) -> Result<Kv, String> {
+    pub fn from_wit(arena: KvListResult) -> Result<Kv, String> {
         let mut lists: Vec<Option<Vec<_>>> = arena.lists.into_iter().map(Some).collect();
         if lists.is_empty() {
             return Ok(Kv::new());
@@ -192,29 +195,43 @@ impl Serialize for Value {
     }
 }
 
-use crate::runtime::bindings::{Pair as WitPair, Value as WitValue};
+use crate::runtime::bindings::{
+    KvListResult, PairParam, PairResult, ValueParam, ValueResult,
+};
 
-fn flatten(kv: &Kv, lists: &mut Vec<Vec<WitPair>>) -> u32 {
+/// A KV list in the WIT arena form, borrowed from a [`Kv`]. Lowering into a
+/// component copies straight from the `Kv`'s strings.
+#[derive(Debug, Default)]
+pub struct WitArena<'a> {
+    lists: Vec<Vec<PairParam<'a>>>,
+}
+
+impl<'a> WitArena<'a> {
+    /// The slices a `kv-list` parameter is made of; keep them alive while
+    /// the [`KvListParam`] built from them is used.
+    pub fn lists(&self) -> Vec<&[PairParam<'a>]> {
+        self.lists.iter().map(Vec::as_slice).collect()
+    }
+}
+
+fn flatten<'a>(kv: &'a Kv, lists: &mut Vec<Vec<PairParam<'a>>>) -> u32 {
     let index = lists.len();
     lists.push(Vec::new());
     let mut pairs = Vec::with_capacity(kv.0.len());
     for (key, value) in &kv.0 {
         let value = match value {
-            Value::Int(i) => WitValue::Int(*i),
-            Value::Str(s) => WitValue::Str(s.clone()),
-            Value::Binary(b) => WitValue::Binary(b.clone()),
-            Value::List(l) => WitValue::Nested(flatten(l, lists)),
+            Value::Int(i) => ValueParam::Int(*i),
+            Value::Str(s) => ValueParam::Str(s),
+            Value::Binary(b) => ValueParam::Binary(b),
+            Value::List(l) => ValueParam::Nested(flatten(l, lists)),
         };
-        pairs.push(WitPair {
-            key: key.clone(),
-            value,
-        });
+        pairs.push(PairParam { key, value });
     }
     lists[index] = pairs;
     index as u32
 }
 
-fn unflatten(lists: &mut [Option<Vec<WitPair>>], index: usize) -> Result<Kv, String> {
+fn unflatten(lists: &mut [Option<Vec<PairResult>>], index: usize) -> Result<Kv, String> {
     let pairs = lists
         .get_mut(index)
         .ok_or_else(|| format!("nested list index {index} is out of range"))?
@@ -223,15 +240,15 @@ fn unflatten(lists: &mut [Option<Vec<WitPair>>], index: usize) -> Result<Kv, Str
     let mut out = Vec::with_capacity(pairs.len());
     for pair in pairs {
         let value = match pair.value {
-            WitValue::Int(i) => Value::Int(i),
-            WitValue::Str(s) => Value::Str(s),
-            WitValue::Binary(b) => Value::Binary(b),
-            WitValue::Nested(i) if (i as usize) <= index => {
+            ValueResult::Int(i) => Value::Int(i),
+            ValueResult::Str(s) => Value::Str(s),
+            ValueResult::Binary(b) => Value::Binary(b),
+            ValueResult::Nested(i) if (i as usize) <= index => {
                 return Err(format!(
                     "nested list index {i} in list {index} points backwards"
                 ));
             }
-            WitValue::Nested(i) => Value::List(unflatten(lists, i as usize)?),
+            ValueResult::Nested(i) => Value::List(unflatten(lists, i as usize)?),
         };
         out.push((pair.key, value));
     }
@@ -306,14 +323,36 @@ mod tests {
                 )),
             )
             .with("e", Value::Binary(vec![9]));
-        assert_eq!(Kv::from_wit(kv.to_wit()).unwrap(), kv);
+        // What a component would return is the owned twin of the borrowed
+        // arena lowered into it.
+        let owned = KvListResult {
+            lists: kv
+                .to_wit()
+                .lists()
+                .iter()
+                .map(|pairs| pairs.iter().map(owned_pair).collect())
+                .collect(),
+        };
+        assert_eq!(Kv::from_wit(owned).unwrap(), kv);
 
-        let cyclic = crate::runtime::bindings::KvList {
-            lists: vec![vec![WitPair {
+        let cyclic = KvListResult {
+            lists: vec![vec![PairResult {
                 key: "self".into(),
-                value: WitValue::Nested(0),
+                value: ValueResult::Nested(0),
             }]],
         };
         assert!(Kv::from_wit(cyclic).unwrap_err().contains("backwards"));
+    }
+
+    fn owned_pair(pair: &PairParam<'_>) -> PairResult {
+        PairResult {
+            key: pair.key.to_string(),
+            value: match pair.value {
+                ValueParam::Int(i) => ValueResult::Int(i),
+                ValueParam::Str(s) => ValueResult::Str(s.to_string()),
+                ValueParam::Binary(b) => ValueResult::Binary(b.to_vec()),
+                ValueParam::Nested(i) => ValueResult::Nested(i),
+            },
+        }
     }
 }

@@ -235,7 +235,7 @@ impl Cluster {
     }
 
     /// Handles one request: balance, run, retry once after a trap.
-    pub async fn call(&self, req: &bindings::Request) -> Result<Kv, Fault> {
+    pub async fn call(&self, req: &bindings::Request<'_>) -> Result<Kv, Fault> {
         let deadline = Instant::now() + self.timeout;
         match self.attempt(req, deadline, None).await {
             Ok(kv) => Ok(kv),
@@ -267,7 +267,7 @@ impl Cluster {
 
     async fn attempt(
         &self,
-        req: &bindings::Request,
+        req: &bindings::Request<'_>,
         deadline: Instant,
         avoid: Option<usize>,
     ) -> Result<Kv, Failure> {
@@ -349,7 +349,7 @@ impl Cluster {
     async fn run_on(
         &self,
         slot: &Slot,
-        req: &bindings::Request,
+        req: &bindings::Request<'_>,
         deadline: Instant,
     ) -> Result<Kv, Failure> {
         match self.policy {
@@ -419,7 +419,7 @@ impl Cluster {
     fn settle(
         &self,
         slot: &Slot,
-        outcome: Result<Result<bindings::KvList, bindings::Fault>, CallError>,
+        outcome: Result<Result<bindings::KvListResult, bindings::Fault>, CallError>,
     ) -> Result<Kv, Failure> {
         match outcome {
             Ok(Ok(list)) => {
@@ -573,27 +573,28 @@ mod tests {
         (runtime, cluster)
     }
 
-    fn request(method: &str, params: Kv) -> bindings::Request {
-        bindings::Request {
-            service: "Chaos".into(),
-            method: method.into(),
-            version: String::new(),
-            tenant: bindings::Tenant {
-                id: 101,
-                name: "T".into(),
-            },
+    async fn call(cluster: &Cluster, method: &str, params: &Kv) -> Result<Kv, Fault> {
+        let lists = params.to_wit();
+        let lists = lists.lists();
+        let req = bindings::Request {
+            service: "Chaos",
+            method,
+            version: "",
+            tenant: bindings::Tenant { id: 101, name: "T" },
             media_type: None,
-            parameters: params.to_wit(),
-            user_data: Kv::new().to_wit(),
-        }
+            parameters: bindings::KvListParam { lists: &lists },
+            user_data: bindings::KvListParam { lists: &[] },
+        };
+        cluster.call(&req).await
     }
 
     #[tokio::test]
     async fn a_dropped_call_releases_its_window_and_its_instance_is_replaced() {
         let (_rt, cluster) = chaos_cluster("instances = 1\nwindow = 1\nqueue = 0").await;
-        let spin = request("Spin", Kv::new().with("Millis", crate::kv::Value::Int(300)));
+        let spin = Kv::new().with("Millis", crate::kv::Value::Int(300));
         // Drop the call while the component runs.
-        let dropped = tokio::time::timeout(Duration::from_millis(50), cluster.call(&spin)).await;
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(50), call(&cluster, "Spin", &spin)).await;
         assert!(dropped.is_err(), "the call was still running");
         let snap = cluster.snapshot();
         assert_eq!(
@@ -602,7 +603,7 @@ mod tests {
         );
         assert_eq!(snap.queue.depth, 0);
         // The next call is served, by a fresh instance.
-        let kv = cluster.call(&request("Echo", Kv::new())).await.unwrap();
+        let kv = call(&cluster, "Echo", &Kv::new()).await.unwrap();
         assert_eq!(kv.get("Calls"), Some(&crate::kv::Value::Int(1)));
         assert_eq!(cluster.snapshot().instances[0].replaced, 1);
     }
@@ -610,15 +611,15 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_waiter_leaves_the_queue() {
         let (_rt, cluster) = chaos_cluster("instances = 1\nwindow = 1\nqueue = 1").await;
-        let spin = request("Spin", Kv::new().with("Millis", crate::kv::Value::Int(300)));
-        let echo = request("Echo", Kv::new());
+        let spin = Kv::new().with("Millis", crate::kv::Value::Int(300));
+        let empty = Kv::new();
         let (running, waiting) = tokio::join!(
-            cluster.call(&spin),
-            tokio::time::timeout(Duration::from_millis(50), cluster.call(&echo))
+            call(&cluster, "Spin", &spin),
+            tokio::time::timeout(Duration::from_millis(50), call(&cluster, "Echo", &empty))
         );
         assert!(running.is_ok());
         assert!(waiting.is_err(), "the waiter was dropped while queued");
         assert_eq!(cluster.queue_depth(), 0);
-        assert!(cluster.call(&echo).await.is_ok());
+        assert!(call(&cluster, "Echo", &Kv::new()).await.is_ok());
     }
 }

@@ -210,21 +210,22 @@ pub async fn dispatch(
                 format!("cluster '{}' serves no tenant {}", cluster.name, tenant.id),
             ));
         }
+        // Lowered into the component straight from the parsed request.
+        let parameters = req.parameters.to_wit();
+        let parameters = parameters.lists();
+        let user_data = req.user_data.as_ref().map(Kv::to_wit).unwrap_or_default();
+        let user_data = user_data.lists();
         let wit_req = bindings::Request {
-            service: req.service.clone(),
-            method: req.method.clone(),
-            version: req.version.clone(),
+            service: &req.service,
+            method: &req.method,
+            version: &req.version,
             tenant: bindings::Tenant {
                 id: tenant.id,
-                name: tenant.name.clone(),
+                name: &tenant.name,
             },
-            media_type: req.media_type.clone(),
-            parameters: req.parameters.to_wit(),
-            user_data: req
-                .user_data
-                .as_ref()
-                .map(Kv::to_wit)
-                .unwrap_or(bindings::KvList { lists: Vec::new() }),
+            media_type: req.media_type.as_deref(),
+            parameters: bindings::KvListParam { lists: &parameters },
+            user_data: bindings::KvListParam { lists: &user_data },
         };
         cluster.call(&wit_req).await
     }

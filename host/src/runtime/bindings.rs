@@ -5,7 +5,13 @@ wasmtime::component::bindgen!({
     world: "esp-service",
     path: "../wit",
     exports: { default: async },
+    // Requests are lowered from borrowed data: the host does not copy the
+    // strings of a request before they are copied into guest memory.
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 pub use self::wasp::esp::log::Level as LogLevel;
-pub use self::wasp::esp::types::{Fault, KvList, Pair, Request, ServiceInfo, Tenant, Value};
+pub use self::wasp::esp::types::{
+    Fault, KvListParam, KvListResult, PairParam, PairResult, Request, ServiceInfo, Tenant,
+    ValueParam, ValueResult,
+};

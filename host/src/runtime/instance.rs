@@ -292,9 +292,9 @@ impl Instance {
     /// Handles one request, stopping at `deadline`.
     pub async fn handle(
         &mut self,
-        req: &bindings::Request,
+        req: &bindings::Request<'_>,
         deadline: Instant,
-    ) -> Result<Result<bindings::KvList, bindings::Fault>, CallError> {
+    ) -> Result<Result<bindings::KvListResult, bindings::Fault>, CallError> {
         self.arm(deadline);
         self.calls += 1;
         self.in_call = true;
@@ -305,7 +305,7 @@ impl Instance {
         let call = self
             .exports
             .wasp_esp_service()
-            .call_handle(&mut self.store, req);
+            .call_handle(&mut self.store, req.clone());
         let result = match tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), call).await
         {
             Ok(result) => result,
