@@ -267,6 +267,7 @@ pub struct ClusterConfig {
     #[serde(default = "default_queue")]
     pub queue: usize,
     /// Requests assigned to one instance at once (running or waiting on it).
+    /// Pooled only: a per-request instance serves one request.
     #[serde(default = "default_window")]
     pub window: usize,
     /// Linear memory limit per instance, in MiB.

@@ -195,9 +195,7 @@ impl Serialize for Value {
     }
 }
 
-use crate::runtime::bindings::{
-    KvListResult, PairParam, PairResult, ValueParam, ValueResult,
-};
+use crate::runtime::bindings::{KvListResult, PairParam, PairResult, ValueParam, ValueResult};
 
 /// A KV list in the WIT arena form, borrowed from a [`Kv`]. Lowering into a
 /// component copies straight from the `Kv`'s strings.

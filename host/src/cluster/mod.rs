@@ -192,6 +192,12 @@ impl Cluster {
                 slot.live.store(true, Ordering::Relaxed);
             }
         }
+        // A per-request instance serves exactly one request, so `instances`
+        // bounds the requests running at once.
+        let window = match config.policy {
+            Policy::Pooled => config.window,
+            Policy::PerRequest => 1,
+        };
         Ok(Cluster {
             name: Arc::from(name),
             service: config.service.clone(),
@@ -200,14 +206,14 @@ impl Cluster {
             tenants,
             policy: config.policy,
             timeout: Duration::from_millis(config.timeout_ms),
-            window: config.window,
+            window,
             queue_capacity: config.queue,
             source,
             sha256: component.sha256.clone(),
             from_cache: component.from_cache,
             metrics: metrics.cluster(name),
             max_calls: config.max_calls,
-            capacity: Semaphore::new(config.instances * config.window),
+            capacity: Semaphore::new(config.instances * window),
             queue: Semaphore::new(config.queue),
             queued: AtomicUsize::new(0),
             component,
@@ -606,6 +612,22 @@ mod tests {
         let kv = call(&cluster, "Echo", &Kv::new()).await.unwrap();
         assert_eq!(kv.get("Calls"), Some(&crate::kv::Value::Int(1)));
         assert_eq!(cluster.snapshot().instances[0].replaced, 1);
+    }
+
+    #[tokio::test]
+    async fn per_request_instances_bound_the_requests_running_at_once() {
+        // A window of 4 does not let 4 requests share a per-request slot.
+        let (_rt, cluster) =
+            chaos_cluster("instances = 1\nwindow = 4\nqueue = 0\npolicy = \"per-request\"").await;
+        let spin = Kv::new().with("Millis", crate::kv::Value::Int(200));
+        let empty = Kv::new();
+        let (running, refused) = tokio::join!(call(&cluster, "Spin", &spin), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            call(&cluster, "Echo", &empty).await
+        });
+        assert!(running.is_ok());
+        assert_eq!(refused.unwrap_err().code, FaultCode::Overloaded);
+        assert_eq!(cluster.snapshot().window, 1);
     }
 
     #[tokio::test]
