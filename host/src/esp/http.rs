@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
@@ -17,10 +16,12 @@ use crate::config::Role;
 pub async fn handle(
     State(gw): State<Arc<Gateway>>,
     Path(cluster): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    let grant = match gw.auth.check(&headers, None, Role::Node) {
+    // The whole request rather than a `HeaderMap` extractor, which clones
+    // every header.
+    let (parts, body) = request.into_parts();
+    let grant = match gw.auth.check(&parts.headers, None, Role::Node) {
         Ok(grant) => grant,
         Err(fault) => {
             return Refused::new(fault).into_response();
@@ -59,10 +60,13 @@ pub async fn handle(
         instance = tracing::field::Empty,
     );
     let allowed = grant.as_ref().and_then(|g| g.tenants.as_deref());
-    match super::dispatch(&gw, &cluster, &req, allowed)
-        .instrument(span)
-        .await
-    {
+    let dispatched = super::dispatch(&gw, &cluster, &req, allowed);
+    let result = if span.is_disabled() {
+        dispatched.await
+    } else {
+        dispatched.instrument(span).await
+    };
+    match result {
         Ok(result) => json_response(
             StatusCode::OK,
             &ResponseBody::new(req.reference_id, &result, req.user_data.as_ref()),
