@@ -53,6 +53,9 @@ pub struct BenchArgs {
     pub serve: bool,
 }
 
+/// Where every target answers ESP for the echo cluster.
+const ECHO_PATH: &str = "/v1/esp/echo";
+
 /// The request every target answers.
 const BODY: &str = r#"{"ReferenceId":42,"Request":{"Service":"Echo","Method":"Echo","Version":"1.0","TenantId":101,"Parameters":{"To":"+14155550100","From":"+14155550199","Document":"Quarterly report, page 1 of 3","Pages":3,"Options":{"Resolution":"fine","Retry":2}}},"UserData":{"StrategyId":"s-7"}}"#;
 
@@ -98,42 +101,46 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let instantiate = instantiate_cost().await?;
     let in_process = in_process_cost(args.pooled_instances).await?;
 
+    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let targets = [
-        ("a native axum", native, "/v1/esp/echo"),
-        ("b wasp pooled", pooled, "/v1/esp/echo"),
-        ("c wasp per-request", per_request, "/v1/esp/echo"),
+        ("a native axum", at(native)),
+        ("b wasp pooled", at(pooled)),
+        ("c wasp per-request", at(per_request)),
     ];
     // Peaks are measured in interleaved rounds (a b c, a b c, ...) and the
     // median is reported: on a small machine a single run moves by several
     // percent with whatever else the scheduler does at that moment.
     let mut peaks: Vec<Vec<Measured>> = vec![Vec::new(); targets.len()];
-    for (name, port, path) in targets {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        load(addr, path, args.connections, Duration::from_secs(1), None)
-            .await
-            .with_context(|| format!("warm up {name}"))?;
+    for (name, addr) in targets {
+        load(
+            addr,
+            ECHO_PATH,
+            args.connections,
+            Duration::from_secs(1),
+            None,
+        )
+        .await
+        .with_context(|| format!("warm up {name}"))?;
     }
     for _ in 0..args.rounds.max(1) {
-        for (i, (_, port, path)) in targets.iter().enumerate() {
-            let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+        for ((_, addr), runs) in targets.iter().zip(&mut peaks) {
             let peak = load(
-                addr,
-                path,
+                *addr,
+                ECHO_PATH,
                 args.connections,
                 Duration::from_secs(args.seconds),
                 None,
             )
             .await?;
-            peaks[i].push(peak);
+            runs.push(peak);
         }
     }
     let mut rows = Vec::new();
-    for ((name, port, path), runs) in targets.into_iter().zip(&peaks) {
+    for ((name, addr), runs) in targets.into_iter().zip(&peaks) {
         let peak = median(runs);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let half = load(
             addr,
-            path,
+            ECHO_PATH,
             args.connections,
             Duration::from_secs(args.seconds),
             Some(peak.rate / 2.0),

@@ -60,13 +60,10 @@ pub async fn handle(
         instance = tracing::field::Empty,
     );
     let allowed = grant.as_ref().and_then(|g| g.tenants.as_deref());
-    let dispatched = super::dispatch(&gw, &cluster, &req, allowed);
-    let result = if span.is_disabled() {
-        dispatched.await
-    } else {
-        dispatched.instrument(span).await
-    };
-    match result {
+    match super::dispatch(&gw, &cluster, &req, allowed)
+        .instrument(span)
+        .await
+    {
         Ok(result) => json_response(
             StatusCode::OK,
             &ResponseBody::new(req.reference_id, &result, req.user_data.as_ref()),
