@@ -105,8 +105,8 @@ pub struct NodesConfig {
     /// long for one to connect, then fails with 2001.
     #[serde(default = "default_wait_for_node_ms")]
     pub wait_for_node_ms: u64,
-    /// Interactions that may wait for a node at once; one more is refused
-    /// with 3003.
+    /// Operations that may wait at once, for a node to connect or for a
+    /// place in a node's full window; one more is refused with 3003.
     #[serde(default = "default_waiting")]
     pub waiting: usize,
     /// Interactions whose owning node wasp remembers; submits beyond are

@@ -677,3 +677,29 @@ async fn the_ownership_map_and_the_wait_for_a_node_are_bounded() {
         .unwrap();
     s.gw.nodes.operate(submit(101, None)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_waiting_for_a_full_node_window_are_bounded() {
+    let s = serve(&format!("[nodes]\nwaiting = 1\n{FAX_AND_IM}")).await;
+    let mut args = sim(&s, "is-a", &[101]);
+    args.window = 1;
+    args.answer_delay_ms = 600;
+    let _a = start(args).await;
+    // The first operation fills the node's window of 1, the second waits
+    // for its place, the third is refused at once.
+    let gw = s.gw.clone();
+    let first = tokio::spawn(async move { gw.nodes.operate(submit(101, None)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let gw = s.gw.clone();
+    let second = tokio::spawn(async move { gw.nodes.operate(submit(101, None)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let refused = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    assert_eq!(refused.code.as_u16(), 3003, "{refused}");
+    assert!(refused.message.contains("window of 1"), "{refused}");
+    assert!(started.elapsed() < Duration::from_millis(300));
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    // With the window free again, operations go through.
+    s.gw.nodes.operate(submit(101, None)).await.unwrap();
+}

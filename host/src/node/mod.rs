@@ -16,7 +16,8 @@
 //!   `nodes.max-interactions` and forgets an interaction when it stops.
 //! - Flow control: a session has at most its `Window` operations
 //!   unanswered; further operations wait for a place, which pauses whoever
-//!   submits them (capture sources).
+//!   submits them (capture sources). The waiters share the `nodes.waiting`
+//!   bound with submits waiting for a node: one more gets 3003 at once.
 
 pub mod frames;
 pub mod session;
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodesConfig;
@@ -514,9 +515,27 @@ impl Nodes {
                 format!("node '{}' is not connected", session.node_id),
             )
         };
-        let place = tokio::select! {
-            place = session.ops_window.clone().acquire_owned() => place.map_err(|_| gone())?,
-            () = session.closed.cancelled() => return Err(gone()),
+        let place = match session.ops_window.clone().try_acquire_owned() {
+            Ok(place) => place,
+            Err(TryAcquireError::Closed) => return Err(gone()),
+            Err(TryAcquireError::NoPermits) => {
+                // The node's window is full: wait for a place, counted
+                // against the same bound as waiting for a node.
+                let Ok(_waiting) = self.waiting.try_acquire() else {
+                    return Err(Fault::new(
+                        FaultCode::Overloaded,
+                        format!(
+                            "node '{}' has its window of {} full and too many operations \
+                             already wait (nodes.waiting)",
+                            session.node_id, session.window
+                        ),
+                    ));
+                };
+                tokio::select! {
+                    place = session.ops_window.clone().acquire_owned() => place.map_err(|_| gone())?,
+                    () = session.closed.cancelled() => return Err(gone()),
+                }
+            }
         };
         let (reply, answer) = oneshot::channel();
         let text = frame.to_text();
