@@ -2,8 +2,9 @@
 //! social APIs, served by wasp itself **only when the config asks for them**
 //! (`[demo] mock-peers = "127.0.0.1:8091"`), so the demo's SMS and Social
 //! clusters work on a machine with no network. They are stand-ins, clearly
-//! labelled at start; they record every request so tests can check what a
-//! component sent.
+//! labelled at start; they keep the last [`KEPT`] requests so tests can
+//! check what a component sent (a demo left running for months does not
+//! grow).
 //!
 //! - `POST /sms/send` → `{"id":"sms-N"}`; a `to` ending in 9 is refused
 //!   (400 `{"error":"destination barred"}`).
@@ -16,6 +17,7 @@
 //! - SMS and social calls need `Authorization: Bearer <anything>` (401
 //!   otherwise).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -35,17 +37,28 @@ pub struct Recorded {
     pub body: Json,
 }
 
+/// Requests the mocks keep; older ones are forgotten.
+pub const KEPT: usize = 1_000;
+
+/// What the mocks received: the last [`KEPT`] requests, and how many in all
+/// (ids in answers are numbered by it).
+#[derive(Debug, Default)]
+pub struct Received {
+    total: u64,
+    last: VecDeque<Recorded>,
+}
+
 /// Running mock peers.
 #[derive(Debug, Clone)]
 pub struct Mocks {
     pub addr: SocketAddr,
-    pub received: Arc<Mutex<Vec<Recorded>>>,
+    received: Arc<Mutex<Received>>,
 }
 
 impl Mocks {
     /// Serves the mocks on `addr` (port 0 picks one).
     pub async fn start(addr: SocketAddr) -> anyhow::Result<Mocks> {
-        let received: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let received: Arc<Mutex<Received>> = Arc::default();
         let app = Router::new().fallback(handle).with_state(received.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -53,17 +66,23 @@ impl Mocks {
         Ok(Mocks { addr, received })
     }
 
-    /// What was received so far.
+    /// The last [`KEPT`] requests received, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
+        let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        received.last.iter().cloned().collect()
+    }
+
+    /// How many requests were received in all.
+    pub fn total(&self) -> u64 {
         self.received
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .total
     }
 }
 
 async fn handle(
-    State(received): State<Arc<Mutex<Vec<Recorded>>>>,
+    State(received): State<Arc<Mutex<Received>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -76,14 +95,18 @@ async fn handle(
         .map(str::to_string);
     let path = uri.path().to_string();
     let n = {
-        let mut all = received.lock().unwrap_or_else(|e| e.into_inner());
-        all.push(Recorded {
+        let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
+        if received.last.len() == KEPT {
+            received.last.pop_front();
+        }
+        received.last.push_back(Recorded {
             method: method.to_string(),
             path: path.clone(),
             authorization: authorization.clone(),
             body: body.clone(),
         });
-        all.len()
+        received.total += 1;
+        received.total
     };
     let needs_token = ["/facebook", "/twitter", "/sms"]
         .iter()
@@ -169,4 +192,37 @@ async fn handle(
 
 fn reply(status: StatusCode, body: Json) -> Response {
     (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_mocks_keep_only_the_last_requests() {
+        let mocks = Mocks::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/im/send", mocks.addr);
+        let mut last_id = String::new();
+        for i in 0..KEPT + 5 {
+            let answer: Json = client
+                .post(&url)
+                .json(&json!({"to": "alice", "n": i}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            last_id = answer["id"].as_str().unwrap().to_string();
+        }
+        assert_eq!(mocks.total(), (KEPT + 5) as u64);
+        assert_eq!(last_id, format!("im-{}", KEPT + 5));
+        let kept = mocks.requests();
+        assert_eq!(kept.len(), KEPT);
+        assert_eq!(kept[0].body["n"], 5);
+        assert_eq!(kept[KEPT - 1].body["n"], KEPT + 4);
+    }
 }

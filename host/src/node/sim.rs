@@ -10,7 +10,7 @@
 //! - With several `--connect` hosts it picks one at random and fails over
 //!   to another when its host goes away (the Workspace N+1 model).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,13 +87,17 @@ pub struct Interaction {
     pub properties: Kv,
 }
 
+/// Sessions [`SimState::sessions`] remembers.
+pub const SESSIONS_KEPT: usize = 64;
+
 /// What a running node-sim holds; tests read it.
 #[derive(Debug, Default)]
 pub struct SimState {
     pub interactions: Mutex<HashMap<String, Interaction>>,
     pub connected: AtomicBool,
-    /// Hosts connected to so far, in order.
-    pub sessions: Mutex<Vec<String>>,
+    /// Hosts connected to, in order: the last [`SESSIONS_KEPT`] sessions
+    /// (a node-sim that reconnects for months does not grow).
+    pub sessions: Mutex<VecDeque<String>>,
     next_id: AtomicU64,
 }
 
@@ -360,7 +364,13 @@ async fn session(
         other => bail!("expected Welcome, got {other:?}"),
     }
     state.connected.store(true, Ordering::Release);
-    lock(&state.sessions).push(url.to_string());
+    {
+        let mut sessions = lock(&state.sessions);
+        if sessions.len() == SESSIONS_KEPT {
+            sessions.pop_front();
+        }
+        sessions.push_back(url.to_string());
+    }
     tracing::info!(node = %args.node_id, host = %url, "welcomed");
 
     let (out, mut outgoing) = mpsc::channel::<String>(args.window as usize * 2 + 64);
