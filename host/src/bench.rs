@@ -11,7 +11,9 @@
 //! rounds a b c, a b c ..., the median reported), then p50/p99 at half of
 //! that peak (open loop, latency counted from the scheduled send time so a
 //! stall is not hidden). Ratios b/a and c/a, and the in-process cost of
-//! instantiate + call + drop for (c), are printed at the end.
+//! instantiate + call + drop for (c), are printed at the end, with the CPU
+//! time per request of the server process and of the load generator (the
+//! two share the machine's cores, so a rate ratio is not a cost ratio).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,7 +103,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let instantiate = instantiate_cost().await?;
     let in_process = in_process_cost(args.pooled_instances).await?;
 
-    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let server_pid = child.id().context("the bench server process id")?;
+    let at = |port: u16| Target {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        server_pid,
+    };
     let targets = [
         ("a native axum", at(native)),
         ("b wasp pooled", at(pooled)),
@@ -168,6 +174,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     println!();
     println!(
+        "CPU per request at peak (median round): the server process, and this process generating the load:"
+    );
+    let us = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.1} µs"));
+    for (name, peak, _, _) in &rows {
+        println!(
+            "  {name:<20} server {:>9}   load generator {:>9}",
+            us(peak.server_us),
+            us(peak.client_us)
+        );
+    }
+    println!();
+    println!(
         "ESP over node sessions (node-sim as the load generator, cluster (b), {} requests in flight in all):",
         args.connections
     );
@@ -197,6 +215,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "ratio c/a (per-request / native) = {:.2}",
         rows[2].1.rate / a
     );
+    // The generator shares the cores, so the rate ratios above are not the
+    // servers' cost ratios; these are what a generator on another machine
+    // would see from a server bound by its CPU.
+    if let (Some(a), Some(b), Some(c)) = (
+        rows[0].1.server_us,
+        rows[1].1.server_us,
+        rows[2].1.server_us,
+    ) {
+        println!(
+            "server CPU per request, native / wasm: a/b = {:.2}, a/c = {:.2}",
+            a / b,
+            a / c
+        );
+    }
     println!(
         "in process: call into a warm instance {:.1} µs; per-request instantiate + call + drop {:.1} µs",
         instantiate.warm_call, instantiate.fresh
@@ -425,17 +457,25 @@ struct Measured {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// CPU time per answered request of the server process and of this
+    /// (load generating) process, in microseconds; `None` where `/proc`
+    /// cannot tell.
+    server_us: Option<f64>,
+    client_us: Option<f64>,
 }
 
 /// Drives `connections` keep-alive connections for `duration`: as fast as
 /// possible, or at `rate` requests per second in all.
 async fn load(
-    addr: SocketAddr,
+    target: Target,
     path: &'static str,
     connections: usize,
     duration: Duration,
     rate: Option<f64>,
 ) -> Result<Measured> {
+    let Target { addr, server_pid } = target;
+    let server_before = cpu_time(&server_pid.to_string());
+    let client_before = cpu_time("self");
     let start = Instant::now();
     let stop = start + duration;
     let mut tasks = Vec::new();
@@ -451,13 +491,41 @@ async fn load(
         errors += err;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let answered = latencies.len().max(1) as f64;
+    let per_request = |before: Option<Duration>, after: Option<Duration>| {
+        Some((after? - before?).as_secs_f64() * 1e6 / answered)
+    };
+    let server_us = per_request(server_before, cpu_time(&server_pid.to_string()));
+    let client_us = per_request(client_before, cpu_time("self"));
     latencies.sort_unstable();
     Ok(Measured {
         rate: latencies.len() as f64 / elapsed,
         p50_ms: percentile_ms(&latencies, 0.50),
         p99_ms: percentile_ms(&latencies, 0.99),
         errors,
+        server_us,
+        client_us,
     })
+}
+
+/// A server to load: its address and the process serving it.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    addr: SocketAddr,
+    server_pid: u32,
+}
+
+/// CPU time used so far by every thread of process `pid` (`self` for this
+/// one), from `/proc/<pid>/task/*/schedstat` (Linux); `None` elsewhere.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+            continue; // the thread ended meanwhile
+        };
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
 }
 
 /// One connection's loop; latencies in microseconds.
