@@ -91,6 +91,19 @@ pub struct RuntimeConfig {
     /// Turn the compiled-component cache off.
     #[serde(default)]
     pub no_cache: bool,
+    /// Largest size of the cache directory in MiB (default 2048): beyond
+    /// it the least recently used compiled components are deleted.
+    pub cache_max_mb: Option<u64>,
+}
+
+/// 2 GiB of compiled components.
+pub const DEFAULT_CACHE_MAX_MB: u64 = 2048;
+
+impl RuntimeConfig {
+    /// The cache's size bound in bytes.
+    pub fn cache_max_bytes(&self) -> u64 {
+        self.cache_max_mb.unwrap_or(DEFAULT_CACHE_MAX_MB) << 20
+    }
 }
 
 /// Interaction Server node sessions and the node router.
@@ -495,6 +508,9 @@ impl Config {
             1,
             1_000_000,
         );
+        if let Some(mb) = self.runtime.cache_max_mb {
+            check_range(&mut problems, "runtime", "cache-max-mb", mb, 1, 1 << 20);
+        }
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max-body-bytes: must be at least 1024".into());
         }
@@ -680,11 +696,15 @@ mod tests {
         assert_eq!(fax.instances, 2);
         assert_eq!(fax.policy, Policy::Pooled);
         assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.runtime.cache_max_bytes(), 2048 << 20);
     }
 
     #[test]
     fn every_problem_is_reported_with_its_place() {
         let text = r#"
+            [runtime]
+            cache-max-mb = 0
+
             [[tenants]]
             id = 101
             name = "A"
@@ -708,6 +728,7 @@ mod tests {
             "clusters.bad name.component: no builtin component 'nope'",
             "clusters.bad name.tenants[0]: tenant 103 is not declared",
             "clusters.bad name.instances: 0 is outside 1..=256",
+            "runtime.cache-max-mb: 0 is outside 1..=1048576",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }

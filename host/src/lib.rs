@@ -95,6 +95,7 @@ impl Gateway {
                     .clone()
                     .or_else(ComponentCache::default_dir),
             )
+            .with_max_bytes(config.runtime.cache_max_bytes())
         };
         let runtime = Runtime::new(pool, cache)?;
         let metrics = Metrics::new();

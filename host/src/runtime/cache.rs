@@ -1,9 +1,16 @@
 //! Compiled components cached on disk, keyed by the component's SHA-256 and
 //! the engine's compatibility hash: a restart (or a reload of an unchanged
 //! component) deserializes native code instead of compiling again.
+//!
+//! The directory is bounded (`runtime.cache-max-mb`): after a new entry is
+//! written, the least recently used entries (a hit refreshes an entry's
+//! modification time) are deleted until the rest fits, and write leftovers
+//! of a crashed process are removed. Deleting a file a running process has
+//! loaded is harmless: its code stays mapped until that process lets go.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -14,11 +21,25 @@ use wasmtime::component::Component;
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
     dir: Option<PathBuf>,
+    max_bytes: u64,
 }
+
+/// A write leftover (`.<name>.<pid>.tmp`) this old belongs to a process
+/// that died while writing it.
+const STALE_TMP: Duration = Duration::from_secs(600);
 
 impl ComponentCache {
     pub fn new(dir: Option<PathBuf>) -> Self {
-        ComponentCache { dir }
+        ComponentCache {
+            dir,
+            max_bytes: crate::config::DEFAULT_CACHE_MAX_MB << 20,
+        }
+    }
+
+    /// Bounds the directory to `max_bytes` of compiled components.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// The default cache directory: `$WASP_CACHE_DIR`, else
@@ -50,7 +71,13 @@ impl ComponentCache {
         let path = dir.join(format!("{sha}-{:016x}.cwasm", hasher.finish()));
         if path.exists() {
             match load(engine, &path) {
-                Ok(component) => return Ok((component, sha, true)),
+                Ok(component) => {
+                    // Recently used: the last to be evicted.
+                    if let Ok(file) = std::fs::File::options().append(true).open(&path) {
+                        let _ = file.set_modified(SystemTime::now());
+                    }
+                    return Ok((component, sha, true));
+                }
                 Err(err) => tracing::warn!(
                     path = %path.display(),
                     "cached component unusable, compiling again: {err:#}"
@@ -61,8 +88,11 @@ impl ComponentCache {
             .precompile_component(bytes)
             .map_err(anyhow::Error::from)
             .context("compile the component")?;
-        if let Err(err) = store(dir, &path, &compiled) {
-            tracing::warn!(dir = %dir.display(), "cannot write the component cache: {err:#}");
+        match store(dir, &path, &compiled) {
+            Ok(()) => evict(dir, self.max_bytes, &path),
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), "cannot write the component cache: {err:#}")
+            }
         }
         // SAFETY-relevant: deserialize what we just compiled in memory.
         let component = load_bytes(engine, &compiled)?;
@@ -85,6 +115,50 @@ fn store(dir: &Path, path: &Path, compiled: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the least recently used entries until the directory holds at
+/// most `max_bytes` of them (`keep`, just written, stays even if it alone
+/// is larger), and write leftovers older than [`STALE_TMP`].
+fn evict(dir: &Path, max_bytes: u64, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    let mut cached = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        let modified = meta.modified().unwrap_or(now);
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            if now.duration_since(modified).unwrap_or_default() > STALE_TMP {
+                let _ = std::fs::remove_file(&path);
+            }
+        } else if name.ends_with(".cwasm") && meta.is_file() {
+            cached.push((modified, meta.len(), path));
+        }
+    }
+    let mut total: u64 = cached.iter().map(|(_, len, _)| len).sum();
+    cached.sort();
+    for (_, len, path) in cached {
+        if total <= max_bytes {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                total -= len;
+                tracing::info!(path = %path.display(), "compiled component evicted from the cache");
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), "cannot evict from the cache: {err}")
+            }
+        }
+    }
+}
+
 #[allow(unsafe_code)]
 fn load(engine: &Engine, path: &Path) -> Result<Component> {
     // SAFETY: wasmtime requires that the file is a trusted artifact of
@@ -103,4 +177,96 @@ fn load_bytes(engine: &Engine, compiled: &[u8]) -> Result<Component> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        Engine::new(&config).unwrap()
+    }
+
+    fn cwasm_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".cwasm"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_used_entries_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let echo = crate::builtin::get("echo").unwrap();
+        let im = crate::builtin::get("im").unwrap();
+        let fax = crate::builtin::get("fax").unwrap();
+        // Compiled sizes, measured in a scratch cache.
+        let scratch = tempfile::tempdir().unwrap();
+        let unbounded = ComponentCache::new(Some(scratch.path().to_path_buf()));
+        let size = |bytes: &[u8]| {
+            let (_, sha, _) = unbounded.get_or_compile(&engine, bytes).unwrap();
+            std::fs::read_dir(scratch.path())
+                .unwrap()
+                .map(|e| e.unwrap())
+                .find(|e| e.file_name().to_string_lossy().starts_with(&sha))
+                .unwrap()
+                .metadata()
+                .unwrap()
+                .len()
+        };
+        // Room for echo and fax, not for all three.
+        let cache = ComponentCache::new(Some(dir.path().to_path_buf()))
+            .with_max_bytes(size(echo) + size(fax));
+
+        let (_, echo_sha, hit) = cache.get_or_compile(&engine, echo).unwrap();
+        assert!(!hit);
+        std::thread::sleep(Duration::from_millis(20));
+        let (_, im_sha, _) = cache.get_or_compile(&engine, im).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // A hit makes echo the most recently used one.
+        let (_, _, hit) = cache.get_or_compile(&engine, echo).unwrap();
+        assert!(hit);
+        std::thread::sleep(Duration::from_millis(20));
+        let (_, fax_sha, _) = cache.get_or_compile(&engine, fax).unwrap();
+        let names = cwasm_files(dir.path());
+        let holds = |sha: &str| names.iter().any(|n| n.starts_with(sha));
+        assert!(holds(&echo_sha), "{names:?}");
+        assert!(holds(&fax_sha), "{names:?}");
+        assert!(
+            !holds(&im_sha),
+            "the least recently used entry stays: {names:?}"
+        );
+        // The evicted one compiles again, and is cached again.
+        let (_, _, hit) = cache.get_or_compile(&engine, im).unwrap();
+        assert!(!hit);
+        let (_, _, hit) = cache.get_or_compile(&engine, im).unwrap();
+        assert!(hit);
+    }
+
+    #[test]
+    fn stale_write_leftovers_are_removed_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".x.cwasm.1.tmp");
+        let fresh = dir.path().join(".y.cwasm.2.tmp");
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::write(&fresh, b"half").unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(SystemTime::now() - STALE_TMP * 2)
+            .unwrap();
+        let cache = ComponentCache::new(Some(dir.path().to_path_buf()));
+        cache
+            .get_or_compile(&engine(), crate::builtin::get("echo").unwrap())
+            .unwrap();
+        assert!(!stale.exists());
+        assert!(fresh.exists());
+    }
 }
