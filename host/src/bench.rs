@@ -364,6 +364,7 @@ async fn instantiate_cost() -> Result<InstanceCost> {
         config: Arc::default(),
         store: None,
         http: Arc::default(),
+        log: Arc::new(crate::runtime::log::LogLimit::unmetered(100)),
     };
     let bytes = crate::builtin::get("echo").context("builtin echo")?;
     let loaded = runtime.load(bytes, &spec).await?;

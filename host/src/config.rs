@@ -289,6 +289,10 @@ pub struct ClusterConfig {
     /// Retire a pooled instance after this many calls (0: never).
     #[serde(default)]
     pub max_calls: u64,
+    /// Lines per second the cluster's instances may write to the log
+    /// together; lines beyond are dropped and counted.
+    #[serde(default = "default_log_per_second")]
+    pub log_per_second: u32,
     /// Values the component reads through `wasp:esp/config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -354,6 +358,10 @@ fn default_window() -> usize {
 /// 64 MiB per instance.
 fn default_memory_mb() -> u64 {
     64
+}
+/// 100 plugin log lines per second per cluster.
+fn default_log_per_second() -> u32 {
+    100
 }
 
 /// Bounds that keep one config line from exhausting the host.
@@ -576,6 +584,14 @@ impl Config {
                 MAX_MEMORY_MB,
             );
             check_range(&mut problems, &at, "timeout-ms", c.timeout_ms, 1, 3_600_000);
+            check_range(
+                &mut problems,
+                &at,
+                "log-per-second",
+                u64::from(c.log_per_second),
+                1,
+                1_000_000,
+            );
             if let Some(http) = &c.http {
                 check_range(
                     &mut problems,

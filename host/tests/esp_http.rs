@@ -525,3 +525,41 @@ async fn pooled_instances_retire_after_max_calls() {
     assert_eq!(seen, [1, 2, 1, 2, 1]);
     assert_eq!(s.instance_sum("chaos", "replaced").await, 2);
 }
+
+#[tokio::test]
+async fn a_plugin_that_floods_the_log_is_held_to_its_budget() {
+    let s = serve(&chaos_cluster("chaos", "log-per-second = 5")).await;
+    let (status, body) = s
+        .esp(
+            "chaos",
+            "Chaos",
+            "Log",
+            json!(101),
+            json!({"Lines": 200, "Bytes": 100000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Result"]["Logged"], 200);
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .unwrap_or_else(|| panic!("metrics lack {series}:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let written = value("wasp_plugin_log_lines_total{cluster=\"chaos\"}");
+    let dropped = value("wasp_plugin_log_dropped_total{cluster=\"chaos\"}");
+    // A burst of one second's budget, plus what refilled while the 200
+    // lines were written.
+    assert!((5..=10).contains(&written), "{written} lines written");
+    assert_eq!(written + dropped, 200);
+}

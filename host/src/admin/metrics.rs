@@ -54,6 +54,8 @@ pub struct Metrics {
     pub queue_depth: Family<ClusterLabels, Gauge>,
     pub instances: Family<ClusterLabels, Gauge>,
     pub handled: Family<InstanceLabels, Counter>,
+    pub plugin_log_written: Family<ClusterLabels, Counter>,
+    pub plugin_log_dropped: Family<ClusterLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,6 +109,18 @@ impl Metrics {
             "Requests handled per instance slot",
             handled.clone(),
         );
+        let plugin_log_written = Family::<ClusterLabels, Counter>::default();
+        let plugin_log_dropped = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "plugin_log_lines",
+            "Lines plugins wrote to the log, per cluster",
+            plugin_log_written.clone(),
+        );
+        registry.register(
+            "plugin_log_dropped",
+            "Plugin log lines dropped beyond the cluster's log-per-second",
+            plugin_log_dropped.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -115,7 +129,21 @@ impl Metrics {
             queue_depth,
             instances,
             handled,
+            plugin_log_written,
+            plugin_log_dropped,
         }
+    }
+
+    /// The log budget of one cluster, counted in its series.
+    pub fn log_limit(&self, cluster: &str, per_second: u32) -> crate::runtime::log::LogLimit {
+        let labels = ClusterLabels {
+            cluster: cluster.to_string(),
+        };
+        crate::runtime::log::LogLimit::new(
+            per_second,
+            self.plugin_log_written.get_or_create(&labels).clone(),
+            self.plugin_log_dropped.get_or_create(&labels).clone(),
+        )
     }
 
     /// The per-request series of one cluster, resolved once so the hot

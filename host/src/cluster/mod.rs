@@ -156,6 +156,7 @@ impl Cluster {
                 },
                 None => crate::runtime::http::HttpGrant::default(),
             }),
+            log: Arc::new(metrics.log_limit(name, config.log_per_second)),
         };
         let component = runtime.load(&bytes, &spec).await?;
         if component.info.service_type != config.service {

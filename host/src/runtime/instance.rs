@@ -27,6 +27,8 @@ pub struct InstanceSpec {
     pub store: Option<Arc<crate::store::ClusterStore>>,
     /// Hosts the cluster may call over HTTP (none: every request denied).
     pub http: Arc<super::http::HttpGrant>,
+    /// The cluster's budget of log lines.
+    pub log: Arc<super::log::LogLimit>,
 }
 
 /// Per-store host state (Spin's and wasmtime's `HostState` shape): WASI
@@ -104,7 +106,19 @@ impl bindings::wasp::esp::log::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         let cluster = &*self.spec.cluster;
         let instance = self.instance;
-        let fields = FieldList(&fields);
+        let Some(dropped) = self.spec.log.admit() else {
+            return;
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                target: "wasp::plugin",
+                cluster,
+                dropped,
+                "plugin log lines dropped: more than the cluster's log-per-second"
+            );
+        }
+        let message = super::log::clip(&message, super::log::MAX_MESSAGE);
+        let fields = FieldList(&fields[..fields.len().min(super::log::MAX_FIELDS)]);
         match level {
             LogLevel::Trace => {
                 tracing::trace!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
@@ -133,6 +147,8 @@ impl std::fmt::Display for FieldList<'_> {
             if i > 0 {
                 f.write_str(" ")?;
             }
+            let k = super::log::clip(k, super::log::MAX_VALUE);
+            let v = super::log::clip(v, super::log::MAX_VALUE);
             write!(f, "{k}={v:?}")?;
         }
         Ok(())

@@ -18,6 +18,7 @@ pub mod bindings;
 mod cache;
 pub mod http;
 mod instance;
+pub mod log;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

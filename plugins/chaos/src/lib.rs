@@ -12,6 +12,7 @@
 //!   a file, a socket, and its `config` values.
 //! - `Put` / `Get` write and read the cluster's store (`Key`, `Value`).
 //! - `Fetch` GETs `Url` and returns `Status` and `Body`.
+//! - `Log` writes `Lines` warnings of `Bytes` bytes each to the host's log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ impl Service for Chaos {
     const VERSION: &'static str = "1.0";
     const METHODS: &'static [&'static str] = &[
         "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get", "Fetch",
+        "Log",
     ];
 
     fn handle(req: Request) -> Result<Kv, Fault> {
@@ -101,6 +103,15 @@ impl Service for Chaos {
                 Ok(Kv::new()
                     .with("Status", i64::from(response.status))
                     .with("Body", response.text()))
+            }
+            "Log" => {
+                let lines = req.parameters.require_int("Lines")?;
+                let bytes = req.parameters.int("Bytes").unwrap_or(10).max(0) as usize;
+                let text = "x".repeat(bytes);
+                for i in 0..lines {
+                    wasp_sdk::log::warn(&text, &[("line", &i.to_string())]);
+                }
+                Ok(Kv::new().with("Logged", lines))
             }
             other => Err(Fault::unknown_method(other)),
         }

@@ -140,7 +140,9 @@ pub trait Service {
 }
 
 /// Structured logging to the host; the host adds tenant, cluster and
-/// instance fields.
+/// instance fields. The host writes at most the cluster's
+/// `log-per-second` lines and clips long messages (4 KiB) and field
+/// values (1 KiB), so log what an operator needs, not whole documents.
 pub mod log {
     use crate::bindings::wasp::esp::log as wit_log;
 
