@@ -192,32 +192,39 @@ fn build(lists: &mut [Option<Vec<wit::Pair>>], index: usize, parent: usize) -> K
     let Some(pairs) = lists.get_mut(index).and_then(Option::take) else {
         return Kv::new();
     };
-    let mut out = Vec::with_capacity(pairs.len());
-    for pair in pairs {
-        let value = match pair.value {
-            wit::Value::Int(i) => Value::Int(i),
-            wit::Value::Str(s) => Value::Str(s),
-            wit::Value::Binary(b) => Value::Binary(b),
-            wit::Value::Nested(i) => Value::List(build(lists, i as usize, index)),
-        };
-        out.push((pair.key, value));
-    }
+    // `map` + `collect` from one `Vec` into another of the same layout
+    // reuses the allocation: no new vector per list.
+    let out = pairs
+        .into_iter()
+        .map(|pair| {
+            let value = match pair.value {
+                wit::Value::Int(i) => Value::Int(i),
+                wit::Value::Str(s) => Value::Str(s),
+                wit::Value::Binary(b) => Value::Binary(b),
+                wit::Value::Nested(i) => Value::List(build(lists, i as usize, index)),
+            };
+            (pair.key, value)
+        })
+        .collect();
     Kv(out)
 }
 
 fn flatten(kv: Kv, lists: &mut Vec<Vec<wit::Pair>>) -> u32 {
     let index = lists.len();
     lists.push(Vec::new());
-    let mut pairs = Vec::with_capacity(kv.0.len());
-    for (key, value) in kv.0 {
-        let value = match value {
-            Value::Int(i) => wit::Value::Int(i),
-            Value::Str(s) => wit::Value::Str(s),
-            Value::Binary(b) => wit::Value::Binary(b),
-            Value::List(l) => wit::Value::Nested(flatten(l, lists)),
-        };
-        pairs.push(wit::Pair { key, value });
-    }
+    let pairs = kv
+        .0
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::Int(i) => wit::Value::Int(i),
+                Value::Str(s) => wit::Value::Str(s),
+                Value::Binary(b) => wit::Value::Binary(b),
+                Value::List(l) => wit::Value::Nested(flatten(l, lists)),
+            };
+            wit::Pair { key, value }
+        })
+        .collect();
     lists[index] = pairs;
     index as u32
 }
