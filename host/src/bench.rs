@@ -101,7 +101,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BODY.len()
     );
     let instantiate = instantiate_cost().await?;
-    if std::env::var_os("WASP_PROF_ROUNDS").is_some() { println!("fresh {:.2} warm {:.2}", instantiate.fresh, instantiate.warm_call); return Ok(()); }
+    if std::env::var_os("WASP_PROF_ROUNDS").is_some() {
+        println!(
+            "fresh {:.2} warm {:.2}",
+            instantiate.fresh, instantiate.warm_call
+        );
+        return Ok(());
+    }
     let in_process = in_process_cost(args.pooled_instances).await?;
 
     let server_pid = child.id().context("the bench server process id")?;
@@ -391,7 +397,10 @@ async fn instantiate_cost() -> Result<InstanceCost> {
         let _ = warm.handle(&wit, deadline).await;
     }
     let warm_call = start.elapsed().as_secs_f64() * 1e6 / 200_000.0;
-    let rounds: u32 = std::env::var("WASP_PROF_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let rounds: u32 = std::env::var("WASP_PROF_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
     let start = Instant::now();
     for _ in 0..rounds {
         let mut instance = Instance::new(&loaded.pre, &spec, 0).await?;

@@ -454,7 +454,7 @@ async fn health_readiness_metrics_and_admin() {
     let get = |p: &str| s.http.get(s.url(p)).send();
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
-    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    let metrics = s.metrics().await;
     for want in [
         "wasp_esp_requests_total{cluster=\"fax\"} 2",
         "wasp_esp_faults_total{cluster=\"fax\",code=\"2001\"} 1",
@@ -540,15 +540,7 @@ async fn a_plugin_that_floods_the_log_is_held_to_its_budget() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["Result"]["Logged"], 200);
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     let value = |series: &str| -> u64 {
         let line = metrics
             .lines()

@@ -155,6 +155,12 @@ impl Served {
         (status, json)
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub async fn admin_cluster(&self, name: &str) -> Value {
         let all: Value = self
             .http
