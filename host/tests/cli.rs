@@ -37,6 +37,40 @@ fn check_accepts_the_demo() {
 }
 
 #[test]
+fn logs_are_json_lines_on_request_and_plain_text_in_a_file() {
+    let out = Command::new(WASP)
+        .args(["--log-format", "json", "check"])
+        .arg(demo())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty(), "check logs the clusters it started");
+    for line in &lines {
+        let json: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            json["level"].is_string() && json["fields"].is_object(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"cluster\":\"fax\"")),
+        "{stderr}"
+    );
+    // Text to a pipe: no terminal, so no color escape codes.
+    let out = Command::new(WASP)
+        .arg("check")
+        .arg(demo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cluster=fax"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "escape codes in: {stderr:?}");
+}
+
+#[test]
 fn check_refuses_a_component_of_another_service_type() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
