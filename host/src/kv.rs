@@ -6,8 +6,11 @@
 //! Anything else is refused with the offending path, e.g.
 //! `Request.Parameters.Tags`, so an ESP client knows what to fix.
 
+mod json;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::de::DeserializeSeed;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value as Json;
 
@@ -64,30 +67,34 @@ impl Kv {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// Reads a KV list from JSON; `path` names `json` in error messages.
+    /// Reads a KV list from a parsed JSON value; `path` names `json` in
+    /// error messages. (A parsed object has already lost repeated keys;
+    /// [`Kv::from_json_text`] keeps them.)
     pub fn from_json(json: &Json, path: &str) -> Result<Kv, KvError> {
-        Self::from_json_at(json, path, 0)
+        let slot = json::Slot::default();
+        let root = json::Path::root(path);
+        let seed = json::ListSeed {
+            path: &root,
+            depth: 0,
+            slot: &slot,
+        };
+        seed.deserialize(json).map_err(|e| recorded(slot, path, e))
     }
 
-    fn from_json_at(json: &Json, path: &str, depth: usize) -> Result<Kv, KvError> {
-        let Json::Object(map) = json else {
-            return Err(KvError::new(
-                path,
-                format!("expected a KV list (JSON object), got {}", json_kind(json)),
-            ));
+    /// Reads a KV list from JSON text, keeping repeated keys in order;
+    /// `path` names it in error messages.
+    pub fn from_json_text(text: &str, path: &str) -> Result<Kv, KvError> {
+        let slot = json::Slot::default();
+        let root = json::Path::root(path);
+        let seed = json::ListSeed {
+            path: &root,
+            depth: 0,
+            slot: &slot,
         };
-        if depth >= MAX_DEPTH {
-            return Err(KvError::new(
-                path,
-                format!("KV lists nest deeper than {MAX_DEPTH} levels"),
-            ));
-        }
-        let mut out = Vec::with_capacity(map.len());
-        for (key, value) in map {
-            let here = format!("{path}.{key}");
-            out.push((key.clone(), Value::from_json_at(value, &here, depth + 1)?));
-        }
-        Ok(Kv(out))
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        seed.deserialize(&mut deserializer)
+            .and_then(|kv| deserializer.end().map(|()| kv))
+            .map_err(|e| recorded(slot, path, e))
     }
 
     /// The WIT arena form, borrowing every key and value from this list:
@@ -111,55 +118,10 @@ impl Kv {
     }
 }
 
-impl Value {
-    fn from_json_at(json: &Json, path: &str, depth: usize) -> Result<Value, KvError> {
-        match json {
-            Json::String(s) => Ok(Value::Str(s.clone())),
-            Json::Number(n) => match n.as_i64() {
-                Some(i) => Ok(Value::Int(i)),
-                None if n.is_u64() => Err(KvError::new(
-                    path,
-                    format!("integer {n} does not fit in 64 bits"),
-                )),
-                None => Err(KvError::new(
-                    path,
-                    format!("{n} is a float; KV values are integers, strings, binary or lists"),
-                )),
-            },
-            Json::Object(map) if map.len() == 1 && map.contains_key("$binary") => {
-                match &map["$binary"] {
-                    Json::String(b64) => BASE64
-                        .decode(b64)
-                        .map(Value::Binary)
-                        .map_err(|e| KvError::new(path, format!("$binary is not base64: {e}"))),
-                    other => Err(KvError::new(
-                        path,
-                        format!("$binary must be a base64 string, got {}", json_kind(other)),
-                    )),
-                }
-            }
-            Json::Object(_) => Ok(Value::List(Kv::from_json_at(json, path, depth)?)),
-            other => Err(KvError::new(
-                path,
-                format!(
-                    "{} is not a KV value; use an integer, string, {{\"$binary\": ...}} or object",
-                    json_kind(other)
-                ),
-            )),
-        }
-    }
-}
-
-fn json_kind(json: &Json) -> &'static str {
-    match json {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(n) if n.is_f64() => "a float",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
-    }
+/// The wrong value a parse recorded, or else what the parser said.
+fn recorded(slot: json::Slot, path: &str, error: serde_json::Error) -> KvError {
+    slot.into_inner()
+        .unwrap_or_else(|| KvError::new(path, format!("malformed JSON: {error}")))
 }
 
 impl Serialize for Kv {
@@ -173,10 +135,17 @@ impl Serialize for Kv {
 }
 
 impl<'de> serde::Deserialize<'de> for Kv {
-    /// Reads the JSON encoding; the error names the path from `Properties`.
+    /// Reads the JSON encoding (repeated keys kept); the error names the
+    /// path from `Properties`.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let json = <Json as serde::Deserialize>::deserialize(deserializer)?;
-        Kv::from_json(&json, "Properties").map_err(serde::de::Error::custom)
+        let slot = json::Slot::default();
+        let root = json::Path::root("Properties");
+        json::ListSeed {
+            path: &root,
+            depth: 0,
+            slot: &slot,
+        }
+        .deserialize(deserializer)
     }
 }
 
@@ -300,12 +269,45 @@ mod tests {
     }
 
     #[test]
+    fn json_text_keeps_repeated_keys_and_reads_binary_only_when_alone() {
+        let text = r#"{"A":1,"A":"two","N":{"x":1,"x":2},"B":{"$binary":"AAEC"},
+            "L":{"$binary":"AAEC","more":1}}"#;
+        let kv = Kv::from_json_text(text, "P").unwrap();
+        assert_eq!(kv.0[0], ("A".into(), Value::Int(1)));
+        assert_eq!(kv.0[1], ("A".into(), Value::Str("two".into())));
+        assert_eq!(
+            serde_json::to_string(kv.get("N").unwrap()).unwrap(),
+            r#"{"x":1,"x":2}"#
+        );
+        assert_eq!(kv.get("B"), Some(&Value::Binary(vec![0, 1, 2])));
+        // Not alone: a list whose first key happens to be `$binary`.
+        assert_eq!(
+            kv.get("L"),
+            Some(&Value::List(
+                Kv::new()
+                    .with("$binary", Value::Str("AAEC".into()))
+                    .with("more", Value::Int(1))
+            ))
+        );
+        // Node frames read `Properties` the same way.
+        let props: Kv = serde_json::from_str(r#"{"q":"a","q":"b"}"#).unwrap();
+        assert_eq!(props.0.len(), 2);
+        // Errors name the path; trailing text is malformed JSON.
+        let err = Kv::from_json_text(r#"{"L":{"$binary":[1],"x":1}}"#, "P").unwrap_err();
+        assert_eq!(err.path, "P.L.$binary");
+        let err = Kv::from_json_text(r#"{"A":1} x"#, "P").unwrap_err();
+        assert!(err.reason.starts_with("malformed JSON"), "{err}");
+    }
+
+    #[test]
     fn depth_is_bounded() {
         let mut json = json!(1);
         for _ in 0..(MAX_DEPTH + 2) {
             json = json!({ "n": json });
         }
         let err = Kv::from_json(&json, "P").unwrap_err();
+        assert!(err.reason.contains("nest deeper"), "{err}");
+        let err = Kv::from_json_text(&json.to_string(), "P").unwrap_err();
         assert!(err.reason.contains("nest deeper"), "{err}");
     }
 

@@ -555,3 +555,25 @@ async fn a_plugin_that_floods_the_log_is_held_to_its_budget() {
     assert!((5..=10).contains(&written), "{written} lines written");
     assert_eq!(written + dropped, 200);
 }
+
+#[tokio::test]
+async fn repeated_keys_reach_the_component_and_come_back_in_order() {
+    let s = serve(&chaos_cluster("chaos", "")).await;
+    let body = r#"{"ReferenceId":3,"Request":{"Service":"Chaos","Method":"Echo","TenantId":101,
+        "Parameters":{"Tag":"a","Tag":"b","Opt":{"k":1,"k":2}}}}"#;
+    let text = s
+        .http
+        .post(s.url("/v1/esp/chaos"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#""Result":{"Tag":"a","Tag":"b","Opt":{"k":1,"k":2},"Calls":"#),
+        "{text}"
+    );
+}

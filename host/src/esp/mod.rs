@@ -13,7 +13,9 @@ pub mod http;
 use std::time::Instant;
 
 use serde::Serialize;
+use serde::de::IgnoredAny;
 use serde_json::Value as Json;
+use serde_json::value::RawValue;
 
 use crate::Gateway;
 use crate::config::TenantConfig;
@@ -63,55 +65,63 @@ pub fn parse(body: &[u8]) -> Result<EspRequest, Refused> {
         user_data: None,
         fault,
     };
-    let json: Json = serde_json::from_slice(body)
+    // The envelope first, with `Request` and `UserData` left as text: a
+    // wrong value deep inside them must not cost the `ReferenceId` the
+    // fault is answered with.
+    if !starts_with_object(body) {
+        let why = match serde_json::from_slice::<IgnoredAny>(body) {
+            Err(e) => format!("malformed JSON: {e}"),
+            Ok(_) => "the request must be a JSON object".into(),
+        };
+        return Err(refuse(0, Fault::invalid(why)));
+    }
+    let top: Envelope = serde_json::from_slice(body)
         .map_err(|e| refuse(0, Fault::invalid(format!("malformed JSON: {e}"))))?;
-    let Json::Object(top) = &json else {
-        return Err(refuse(
-            0,
-            Fault::invalid("the request must be a JSON object"),
-        ));
-    };
-    let reference_id = match top.get("ReferenceId") {
+    let reference_id = match top.reference_id {
         None => 0,
         Some(Json::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
         Some(_) => return Err(refuse(0, Fault::invalid("ReferenceId: must be an integer"))),
     };
     let invalid = |msg: String| refuse(reference_id, Fault::invalid(msg));
-    let cluster = match top.get("Cluster") {
+    let cluster = match top.cluster {
         None => None,
-        Some(Json::String(s)) => Some(s.clone()),
+        Some(Json::String(s)) => Some(s),
         Some(_) => return Err(invalid("Cluster: must be a string".into())),
     };
-    let user_data = match top.get("UserData") {
+    let user_data = match top.user_data {
         None => None,
-        Some(json) => Some(Kv::from_json(json, "UserData").map_err(|e| invalid(e.to_string()))?),
+        Some(raw) => {
+            Some(Kv::from_json_text(raw.get(), "UserData").map_err(|e| invalid(e.to_string()))?)
+        }
     };
-    let Some(request) = top.get("Request") else {
+    let Some(request) = top.request else {
         return Err(invalid("Request: is required".into()));
     };
-    let Json::Object(request) = request else {
+    if !starts_with_object(request.get().as_bytes()) {
         return Err(invalid("Request: must be an object".into()));
-    };
-    let text = |field: &str, required: bool| -> Result<Option<String>, Refused> {
-        match request.get(field) {
-            None if required => Err(invalid(format!("Request.{field}: is required"))),
-            None => Ok(None),
-            Some(Json::String(s)) if required && s.is_empty() => {
-                Err(invalid(format!("Request.{field}: is empty")))
+    }
+    let request: RequestEnvelope =
+        serde_json::from_str(request.get()).map_err(|e| invalid(format!("Request: {e}")))?;
+    let text =
+        |field: &str, value: Option<Json>, required: bool| -> Result<Option<String>, Refused> {
+            match value {
+                None if required => Err(invalid(format!("Request.{field}: is required"))),
+                None => Ok(None),
+                Some(Json::String(s)) if required && s.is_empty() => {
+                    Err(invalid(format!("Request.{field}: is empty")))
+                }
+                Some(Json::String(s)) => Ok(Some(s)),
+                Some(_) => Err(invalid(format!("Request.{field}: must be a string"))),
             }
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(invalid(format!("Request.{field}: must be a string"))),
-        }
-    };
-    let service = text("Service", true)?.unwrap_or_default();
-    let method = text("Method", true)?.unwrap_or_default();
-    let version = text("Version", false)?.unwrap_or_default();
-    let media_type = text("MediaType", false)?;
-    let parameters = match request.get("Parameters") {
+        };
+    let service = text("Service", request.service, true)?.unwrap_or_default();
+    let method = text("Method", request.method, true)?.unwrap_or_default();
+    let version = text("Version", request.version, false)?.unwrap_or_default();
+    let media_type = text("MediaType", request.media_type, false)?;
+    let parameters = match request.parameters {
         None => Kv::new(),
-        Some(json) => {
-            Kv::from_json(json, "Request.Parameters").map_err(|e| invalid(e.to_string()))?
-        }
+        Some(raw) => Kv::from_json_text(raw.get(), "Request.Parameters")
+            .map_err(|e| invalid(e.to_string()))?,
     };
     Ok(EspRequest {
         reference_id,
@@ -119,11 +129,57 @@ pub fn parse(body: &[u8]) -> Result<EspRequest, Refused> {
         service,
         method,
         version,
-        tenant: request.get("TenantId").cloned(),
+        tenant: request.tenant,
         media_type,
         parameters,
         user_data,
     })
+}
+
+/// The top level of a request. Fields whose type is checked by hand are
+/// read as JSON values; unknown fields are ignored. A field given as
+/// `null` is present (and wrong), not absent.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "ReferenceId", default, deserialize_with = "present")]
+    reference_id: Option<Json>,
+    #[serde(rename = "Cluster", default, deserialize_with = "present")]
+    cluster: Option<Json>,
+    #[serde(rename = "Request", borrow, default, deserialize_with = "present")]
+    request: Option<&'a RawValue>,
+    #[serde(rename = "UserData", borrow, default, deserialize_with = "present")]
+    user_data: Option<&'a RawValue>,
+}
+
+/// `Request`, with `Parameters` left as text.
+#[derive(serde::Deserialize)]
+struct RequestEnvelope<'a> {
+    #[serde(rename = "Service", default, deserialize_with = "present")]
+    service: Option<Json>,
+    #[serde(rename = "Method", default, deserialize_with = "present")]
+    method: Option<Json>,
+    #[serde(rename = "Version", default, deserialize_with = "present")]
+    version: Option<Json>,
+    #[serde(rename = "TenantId", default, deserialize_with = "present")]
+    tenant: Option<Json>,
+    #[serde(rename = "MediaType", default, deserialize_with = "present")]
+    media_type: Option<Json>,
+    #[serde(rename = "Parameters", borrow, default, deserialize_with = "present")]
+    parameters: Option<&'a RawValue>,
+}
+
+/// A field that is there, even as `null`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Whether the first thing in `text` (after blanks) opens an object.
+fn starts_with_object(text: &[u8]) -> bool {
+    text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// Resolves `TenantId`: an integer id or a tenant name.
@@ -307,8 +363,14 @@ mod tests {
 
     #[test]
     fn parse_refusals_name_the_field_and_keep_the_reference() {
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 12] = [
             (b"{not json", "malformed JSON"),
+            (b"not json", "malformed JSON"),
+            (b"[1, 2]", "the request must be a JSON object"),
+            (br#"{"ReferenceId":7,"Request":[1]}"#, "Request: must be an object"),
+            (br#"{"ReferenceId":7,"Request":{"Service":"S","Method":"M","Parameters":null}}"#, "Request.Parameters: expected a KV list (JSON object), got null"),
+            (br#"{"ReferenceId":7,"Request":{"Service":null,"Method":"M"}}"#, "Request.Service: must be a string"),
+            (br#"{"ReferenceId":7,"Request":{"Service":"S","Service":"T","Method":"M"}}"#, "duplicate field `Service`"),
             (br#"{"ReferenceId":7}"#, "Request: is required"),
             (br#"{"ReferenceId":7,"Request":{"Method":"M","TenantId":1}}"#, "Request.Service: is required"),
             (br#"{"ReferenceId":7,"Request":{"Service":"S","Method":"M","Parameters":{"Tags":1.5}}}"#, "Request.Parameters.Tags"),
@@ -329,6 +391,27 @@ mod tests {
                 .unwrap_err()
                 .reference_id,
             7
+        );
+        // A wrong value deep in a list still answers with the reference.
+        let deep = br#"{"Request":{"Service":"S","Method":"M","Parameters":{"A":{"B":{"C":true}}}},"ReferenceId":9}"#;
+        let err = parse(deep).unwrap_err();
+        assert_eq!(err.reference_id, 9);
+        assert_eq!(
+            err.fault.message,
+            "Request.Parameters.A.B.C: a boolean is not a KV value; use an integer, string, {\"$binary\": ...} or object"
+        );
+    }
+
+    #[test]
+    fn parse_keeps_repeated_keys_in_order() {
+        let body = br#"{"Request":{"Service":"S","Method":"M","TenantId":1,
+            "Parameters":{"To":"+1","To":"+2","Opt":{"k":1,"k":2},"$binary":"x","$binary":"y"}}}"#;
+        let req = parse(body).unwrap();
+        let keys: Vec<&str> = req.parameters.0.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["To", "To", "Opt", "$binary", "$binary"]);
+        assert_eq!(
+            serde_json::to_string(&req.parameters).unwrap(),
+            r#"{"To":"+1","To":"+2","Opt":{"k":1,"k":2},"$binary":"x","$binary":"y"}"#
         );
     }
 
