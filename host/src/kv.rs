@@ -12,7 +12,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::de::DeserializeSeed;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value as Json;
 
 /// Deepest nesting accepted in a KV list; deeper input is refused rather
 /// than recursed into.
@@ -65,20 +64,6 @@ impl Kv {
     /// The first value under `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    /// Reads a KV list from a parsed JSON value; `path` names `json` in
-    /// error messages. (A parsed object has already lost repeated keys;
-    /// [`Kv::from_json_text`] keeps them.)
-    pub fn from_json(json: &Json, path: &str) -> Result<Kv, KvError> {
-        let slot = json::Slot::default();
-        let root = json::Path::root(path);
-        let seed = json::ListSeed {
-            path: &root,
-            depth: 0,
-            slot: &slot,
-        };
-        seed.deserialize(json).map_err(|e| recorded(slot, path, e))
     }
 
     /// Reads a KV list from JSON text, keeping repeated keys in order;
@@ -231,7 +216,7 @@ mod tests {
     fn json_round_trip_keeps_order_types_and_nesting() {
         let json =
             json!({"Z": 1, "A": "x", "Bin": {"$binary": "AAEC"}, "L": {"b": 2, "a": {"deep": -5}}});
-        let kv = Kv::from_json(&json, "P").unwrap();
+        let kv = Kv::from_json_text(&json.to_string(), "P").unwrap();
         assert_eq!(kv.0[0].0, "Z");
         assert_eq!(kv.get("Bin"), Some(&Value::Binary(vec![0, 1, 2])));
         assert_eq!(serde_json::to_value(&kv).unwrap(), json);
@@ -260,11 +245,11 @@ mod tests {
             ),
         ];
         for (json, path, word) in cases {
-            let err = Kv::from_json(&json, "Request.Parameters").unwrap_err();
+            let err = Kv::from_json_text(&json.to_string(), "Request.Parameters").unwrap_err();
             assert_eq!(err.path, path, "{json}");
             assert!(err.reason.contains(word), "{err}");
         }
-        let err = Kv::from_json(&json!("x"), "Request.UserData").unwrap_err();
+        let err = Kv::from_json_text(r#""x""#, "Request.UserData").unwrap_err();
         assert_eq!(err.path, "Request.UserData");
     }
 
@@ -305,8 +290,6 @@ mod tests {
         for _ in 0..(MAX_DEPTH + 2) {
             json = json!({ "n": json });
         }
-        let err = Kv::from_json(&json, "P").unwrap_err();
-        assert!(err.reason.contains("nest deeper"), "{err}");
         let err = Kv::from_json_text(&json.to_string(), "P").unwrap_err();
         assert!(err.reason.contains("nest deeper"), "{err}");
     }
