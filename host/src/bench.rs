@@ -101,13 +101,6 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BODY.len()
     );
     let instantiate = instantiate_cost().await?;
-    if std::env::var_os("WASP_PROF_ROUNDS").is_some() {
-        println!(
-            "fresh {:.2} warm {:.2}",
-            instantiate.fresh, instantiate.warm_call
-        );
-        return Ok(());
-    }
     let in_process = in_process_cost(args.pooled_instances).await?;
 
     let server_pid = child.id().context("the bench server process id")?;
@@ -392,15 +385,12 @@ async fn instantiate_cost() -> Result<InstanceCost> {
     };
     let mut warm = Instance::new(&loaded.pre, &spec, 0).await?;
     let start = Instant::now();
-    for _ in 0..200_000 {
+    for _ in 0..20_000 {
         let deadline = Instant::now() + Duration::from_secs(1);
         let _ = warm.handle(&wit, deadline).await;
     }
-    let warm_call = start.elapsed().as_secs_f64() * 1e6 / 200_000.0;
-    let rounds: u32 = std::env::var("WASP_PROF_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
+    let warm_call = start.elapsed().as_secs_f64() * 1e6 / 20_000.0;
+    let rounds = 2_000u32;
     let start = Instant::now();
     for _ in 0..rounds {
         let mut instance = Instance::new(&loaded.pre, &spec, 0).await?;
