@@ -10,7 +10,6 @@ mod json;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::de::DeserializeSeed;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// Deepest nesting accepted in a KV list; deeper input is refused rather
@@ -70,14 +69,8 @@ impl Kv {
     /// `path` names it in error messages.
     pub fn from_json_text(text: &str, path: &str) -> Result<Kv, KvError> {
         let slot = json::Slot::default();
-        let root = json::Path::root(path);
-        let seed = json::ListSeed {
-            path: &root,
-            depth: 0,
-            slot: &slot,
-        };
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        seed.deserialize(&mut deserializer)
+        json::read_list(&mut deserializer, path, &slot)
             .and_then(|kv| deserializer.end().map(|()| kv))
             .map_err(|e| recorded(slot, path, e))
     }
@@ -123,14 +116,7 @@ impl<'de> serde::Deserialize<'de> for Kv {
     /// Reads the JSON encoding (repeated keys kept); the error names the
     /// path from `Properties`.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let slot = json::Slot::default();
-        let root = json::Path::root("Properties");
-        json::ListSeed {
-            path: &root,
-            depth: 0,
-            slot: &slot,
-        }
-        .deserialize(deserializer)
+        json::read_list(deserializer, "Properties", &json::Slot::default())
     }
 }
 

@@ -27,7 +27,7 @@ pub(super) struct Path<'a> {
 }
 
 impl<'a> Path<'a> {
-    pub(super) fn root(name: &'a str) -> Self {
+    fn root(name: &'a str) -> Self {
         Path {
             parent: None,
             key: name,
@@ -61,22 +61,24 @@ fn fail<E: de::Error>(slot: &Slot, path: &Path<'_>, reason: String) -> E {
     E::custom(message)
 }
 
-/// A whole KV list (a JSON object) at `path`.
-pub(super) struct ListSeed<'a> {
-    pub(super) path: &'a Path<'a>,
-    pub(super) depth: usize,
-    pub(super) slot: &'a Slot,
+/// Reads a KV list (a JSON object) named `name` from `deserializer`; a
+/// wrong value is recorded in `slot`.
+pub(super) fn read_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    name: &str,
+    slot: &Slot,
+) -> Result<Kv, D::Error> {
+    let path = Path::root(name);
+    deserializer.deserialize_any(ListVisitor { path: &path, slot })
 }
 
-impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
-    type Value = Kv;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Kv, D::Error> {
-        deserializer.deserialize_any(self)
-    }
+/// The top-level list: an object, anything else is refused.
+struct ListVisitor<'a> {
+    path: &'a Path<'a>,
+    slot: &'a Slot,
 }
 
-impl<'de> Visitor<'de> for ListSeed<'_> {
+impl<'de> Visitor<'de> for ListVisitor<'_> {
     type Value = Kv;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -85,7 +87,7 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kv, A::Error> {
         let mut out = Kv::new();
-        read_pairs(&mut map, self.path, self.depth, self.slot, &mut out)?;
+        read_pairs(&mut map, None, self.path, 0, self.slot, &mut out)?;
         Ok(out)
     }
 
@@ -112,7 +114,7 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
     }
 }
 
-impl ListSeed<'_> {
+impl ListVisitor<'_> {
     fn not_a_list<E: de::Error>(&self, kind: &str) -> E {
         fail(
             self.slot,
@@ -122,22 +124,20 @@ impl ListSeed<'_> {
     }
 }
 
-/// Reads the remaining pairs of an object into `out`.
+/// Reads the pairs of an object into `out`: `first`, a key already read,
+/// then the rest. `depth` is the list's own.
 fn read_pairs<'de, A: MapAccess<'de>>(
     map: &mut A,
+    mut first: Option<String>,
     path: &Path<'_>,
     depth: usize,
     slot: &Slot,
     out: &mut Kv,
 ) -> Result<(), A::Error> {
-    if depth >= MAX_DEPTH {
-        return Err(fail(
-            slot,
-            path,
-            format!("KV lists nest deeper than {MAX_DEPTH} levels"),
-        ));
-    }
-    while let Some(key) = map.next_key::<String>()? {
+    while let Some(key) = match first.take() {
+        Some(key) => Some(key),
+        None => map.next_key::<String>()?,
+    } {
         let value = map.next_value_seed(ValueSeed {
             path: &path.child(&key),
             depth: depth + 1,
@@ -226,40 +226,24 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
             ));
         }
         let mut list = Kv::new();
-        let Some(first) = map.next_key::<String>()? else {
-            return Ok(Value::List(list));
-        };
-        let first_value = if first == "$binary" {
+        let mut first = map.next_key::<String>()?;
+        if let Some(key) = first.take_if(|key| key == "$binary") {
             let value: Json = map.next_value()?;
-            let Some(second) = map.next_key::<String>()? else {
+            first = map.next_key::<String>()?;
+            if first.is_none() {
                 return self.binary(value);
-            };
+            }
             // A list that merely starts with a `$binary` key.
-            let at = self.path.child(&first);
-            let first_value = ValueSeed {
-                path: &at,
+            let value = ValueSeed {
+                path: &self.path.child(&key),
                 depth: self.depth + 1,
                 slot: self.slot,
             }
             .deserialize(&value)
             .map_err(|e| de::Error::custom(e.to_string()))?;
-            list.0.push((first, first_value));
-            let value = map.next_value_seed(ValueSeed {
-                path: &self.path.child(&second),
-                depth: self.depth + 1,
-                slot: self.slot,
-            })?;
-            (second, value)
-        } else {
-            let value = map.next_value_seed(ValueSeed {
-                path: &self.path.child(&first),
-                depth: self.depth + 1,
-                slot: self.slot,
-            })?;
-            (first, value)
-        };
-        list.0.push(first_value);
-        read_pairs(&mut map, self.path, self.depth, self.slot, &mut list)?;
+            list.0.push((key, value));
+        }
+        read_pairs(&mut map, first, self.path, self.depth, self.slot, &mut list)?;
         Ok(Value::List(list))
     }
 }
@@ -291,7 +275,7 @@ impl ValueSeed<'_> {
 }
 
 /// How a JSON value is named in error messages.
-pub(super) fn kind(json: &Json) -> &'static str {
+fn kind(json: &Json) -> &'static str {
     match json {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",
