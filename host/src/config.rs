@@ -132,6 +132,15 @@ pub struct NodesConfig {
     /// Largest `Window` a node may announce.
     #[serde(default = "default_max_window")]
     pub max_window: u32,
+    /// A frame the host cannot hand to a node's socket within this time
+    /// ends the session (the node stopped reading): its unanswered
+    /// operations fail with 2002.
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
+    /// Node sessions at once (those still saying Hello included); one
+    /// more is refused with 3003 (HTTP 503) before the upgrade.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
 }
 
 /// 10 s.
@@ -158,6 +167,14 @@ fn default_op_timeout_ms() -> u64 {
 fn default_max_window() -> u32 {
     10_000
 }
+/// 10 s.
+fn default_write_timeout_ms() -> u64 {
+    10_000
+}
+/// 1 000 sessions.
+fn default_max_sessions() -> usize {
+    1_000
+}
 
 impl Default for NodesConfig {
     fn default() -> Self {
@@ -168,6 +185,8 @@ impl Default for NodesConfig {
             max_interactions: default_max_interactions(),
             op_timeout_ms: default_op_timeout_ms(),
             max_window: default_max_window(),
+            write_timeout_ms: default_write_timeout_ms(),
+            max_sessions: default_max_sessions(),
         }
     }
 }
@@ -289,6 +308,11 @@ pub struct ClusterConfig {
     /// Retire a pooled instance after this many calls (0: never).
     #[serde(default)]
     pub max_calls: u64,
+    /// Retry a request once on another instance when its instance traps.
+    /// A retry runs the plugin again: turn it off when a call's side
+    /// effects (a fax sent, a message posted) must not happen twice.
+    #[serde(default = "default_retry")]
+    pub retry: bool,
     /// Lines per second the cluster's instances may write to the log
     /// together; lines beyond are dropped and counted.
     #[serde(default = "default_log_per_second")]
@@ -333,6 +357,11 @@ pub struct StoreConfig {
 /// 100 000 keys.
 fn default_max_entries() -> usize {
     100_000
+}
+
+/// Retry after a trap.
+fn default_retry() -> bool {
+    true
 }
 
 /// 2 instances.
@@ -516,6 +545,22 @@ impl Config {
             1,
             1_000_000,
         );
+        check_range(
+            &mut problems,
+            "nodes",
+            "write-timeout-ms",
+            n.write_timeout_ms,
+            1,
+            3_600_000,
+        );
+        check_range(
+            &mut problems,
+            "nodes",
+            "max-sessions",
+            n.max_sessions as u64,
+            1,
+            1_000_000,
+        );
         if let Some(mb) = self.runtime.cache_max_mb {
             check_range(&mut problems, "runtime", "cache-max-mb", mb, 1, 1 << 20);
         }
@@ -602,10 +647,8 @@ impl Config {
                     600_000,
                 );
                 for (i, host) in http.allow.iter().enumerate() {
-                    if host.is_empty() || host.contains('/') || host.contains("://") {
-                        problems.push(format!(
-                            "{at}.http.allow[{i}]: '{host}' is not a host or host:port"
-                        ));
+                    if let Err(why) = crate::runtime::http::check_allow_entry(host) {
+                        problems.push(format!("{at}.http.allow[{i}]: {why}"));
                     }
                 }
             }
@@ -649,10 +692,20 @@ impl Config {
             };
         }
         let path = self.base_dir.join(component);
-        if path.is_file() {
-            Ok(ComponentSource::File(path))
-        } else {
-            Err(format!("component file {} does not exist", path.display()))
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(ComponentSource::File(path)),
+            Ok(meta) if meta.is_dir() => Err(format!(
+                "component {} is a directory, not a .wasm file",
+                path.display()
+            )),
+            Ok(_) => Err(format!(
+                "component {} is not a regular file (a device, socket or pipe?)",
+                path.display()
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(format!("component file {} does not exist", path.display()))
+            }
+            Err(e) => Err(format!("component file {}: {e}", path.display())),
         }
     }
 }
@@ -733,6 +786,8 @@ mod tests {
             component = "builtin:nope"
             tenants = [103]
             instances = 0
+            [clusters."bad name".http]
+            allow = ["::1", "h:99999", "*"]
         "#;
         let err = Config::parse(text, Path::new(".")).unwrap_err();
         let all = err.to_string();
@@ -745,9 +800,27 @@ mod tests {
             "clusters.bad name.tenants[0]: tenant 103 is not declared",
             "clusters.bad name.instances: 0 is outside 1..=256",
             "runtime.cache-max-mb: 0 is outside 1..=1048576",
+            "clusters.bad name.http.allow[0]: '::1': write IPv6 addresses in brackets",
+            "clusters.bad name.http.allow[1]: 'h:99999': port",
+            "clusters.bad name.http.allow[2]: '*': wildcards",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn a_component_path_that_is_no_file_says_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            base_dir: dir.path().to_path_buf(),
+            ..Config::parse(GOOD, Path::new(".")).unwrap()
+        };
+        let err = config.component_source(".").unwrap_err();
+        assert!(err.contains("is a directory"), "{err}");
+        let err = config.component_source("/dev/null").unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = config.component_source("missing.wasm").unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
     }
 
     #[test]

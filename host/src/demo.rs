@@ -2,9 +2,9 @@
 //! social APIs, served by wasp itself **only when the config asks for them**
 //! (`[demo] mock-peers = "127.0.0.1:8091"`), so the demo's SMS and Social
 //! clusters work on a machine with no network. They are stand-ins, clearly
-//! labelled at start; they keep the last [`KEPT`] requests so tests can
-//! check what a component sent (a demo left running for months does not
-//! grow).
+//! labelled at start; they keep the last [`KEPT`] requests, at most
+//! [`KEPT_BYTES`] of bodies, so tests can check what a component sent (a
+//! demo left running for months, or sent large bodies, does not grow).
 //!
 //! - `POST /sms/send` → `{"id":"sms-N"}`; a `to` ending in 9 is refused
 //!   (400 `{"error":"destination barred"}`).
@@ -28,7 +28,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
 
-/// One request a mock received.
+/// One request a mock received; `body` is its JSON (`null` if it was not
+/// JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
     pub method: String,
@@ -39,13 +40,32 @@ pub struct Recorded {
 
 /// Requests the mocks keep; older ones are forgotten.
 pub const KEPT: usize = 1_000;
+/// Bytes of request bodies the mocks keep, all together: bodies are kept
+/// as they came (parsed only when asked for), the oldest dropped first,
+/// and one body larger than this is counted but not kept.
+pub const KEPT_BYTES: usize = 8 << 20;
+/// Largest body a mock reads as JSON to answer; a larger one is answered
+/// as if it had no fields. (Bodies over 2 MB are refused with 413 before
+/// they reach a mock: axum's default body limit.)
+const PARSED_BYTES: usize = 1 << 20;
 
-/// What the mocks received: the last [`KEPT`] requests, and how many in all
-/// (ids in answers are numbered by it).
+/// A request as kept: its body as bytes.
+#[derive(Debug)]
+struct Kept {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    body: Bytes,
+}
+
+/// What the mocks received: the last requests (at most [`KEPT`] and
+/// [`KEPT_BYTES`] of bodies), and how many in all (ids in answers are
+/// numbered by it).
 #[derive(Debug, Default)]
 pub struct Received {
     total: u64,
-    last: VecDeque<Recorded>,
+    bytes: usize,
+    last: VecDeque<Kept>,
 }
 
 /// Running mock peers.
@@ -66,10 +86,27 @@ impl Mocks {
         Ok(Mocks { addr, received })
     }
 
-    /// The last [`KEPT`] requests received, oldest first.
+    /// The last requests received (see [`Received`]), oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         let received = self.received.lock().unwrap_or_else(|e| e.into_inner());
-        received.last.iter().cloned().collect()
+        received
+            .last
+            .iter()
+            .map(|k| Recorded {
+                method: k.method.clone(),
+                path: k.path.clone(),
+                authorization: k.authorization.clone(),
+                body: serde_json::from_slice(&k.body).unwrap_or(Json::Null),
+            })
+            .collect()
+    }
+
+    /// Bytes of request bodies kept now.
+    pub fn kept_bytes(&self) -> usize {
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bytes
     }
 
     /// How many requests were received in all.
@@ -88,7 +125,12 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+    let kept = body.clone();
+    let body: Json = if body.len() <= PARSED_BYTES {
+        serde_json::from_slice(&body).unwrap_or(Json::Null)
+    } else {
+        Json::Null
+    };
     let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -96,16 +138,22 @@ async fn handle(
     let path = uri.path().to_string();
     let n = {
         let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
-        if received.last.len() == KEPT {
-            received.last.pop_front();
-        }
-        received.last.push_back(Recorded {
-            method: method.to_string(),
-            path: path.clone(),
-            authorization: authorization.clone(),
-            body: body.clone(),
-        });
         received.total += 1;
+        if kept.len() <= KEPT_BYTES {
+            while received.last.len() >= KEPT || received.bytes + kept.len() > KEPT_BYTES {
+                let Some(old) = received.last.pop_front() else {
+                    break;
+                };
+                received.bytes -= old.body.len();
+            }
+            received.bytes += kept.len();
+            received.last.push_back(Kept {
+                method: method.to_string(),
+                path: path.clone(),
+                authorization: authorization.clone(),
+                body: kept,
+            });
+        }
         received.total
     };
     let needs_token = ["/facebook", "/twitter", "/sms"]
@@ -224,5 +272,32 @@ mod tests {
         assert_eq!(kept.len(), KEPT);
         assert_eq!(kept[0].body["n"], 5);
         assert_eq!(kept[KEPT - 1].body["n"], KEPT + 4);
+    }
+
+    #[tokio::test]
+    async fn the_mocks_keep_a_bounded_number_of_bytes() {
+        let mocks = Mocks::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/im/send", mocks.addr);
+        // Ten bodies of almost 2 MB of small values: kept as parsed JSON,
+        // they took about 950 MB.
+        let numbers = vec![1; 950_000];
+        for i in 0..10 {
+            let status = client
+                .post(&url)
+                .json(&json!({"to": "alice", "n": i, "pad": numbers}))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+        assert_eq!(mocks.total(), 10);
+        assert!(mocks.kept_bytes() <= KEPT_BYTES, "{}", mocks.kept_bytes());
+        let kept = mocks.requests();
+        assert!(kept.len() < 10 && !kept.is_empty(), "{}", kept.len());
+        assert_eq!(kept.last().unwrap().body["n"], 9, "the newest are kept");
     }
 }

@@ -13,8 +13,16 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// Deepest nesting accepted in a KV list; deeper input is refused rather
-/// than recursed into.
+/// than recursed into. Every walk over a KV list (JSON reading and writing,
+/// lowering into and lifting out of a component, dropping) recurses at
+/// most this deep, whoever built the list: a request, a node frame or a
+/// component's result.
 pub const MAX_DEPTH: usize = 32;
+
+/// Most pairs one KV list may hold, its nested lists included: a request's
+/// `Parameters` or `UserData`, a node frame's `Properties`, a component's
+/// result. Beyond it the list is refused rather than stored.
+pub const MAX_PAIRS: usize = 100_000;
 
 /// One value of a KV list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,14 +93,88 @@ impl Kv {
         WitArena { lists }
     }
 
-    /// Reads the WIT arena form a component returned. Indices must point
-    /// forward (no cycles, no sharing); anything else is refused.
-    pub fn from_wit(arena: KvListResult) -> Result<Kv, String> {
-        let mut lists: Vec<Option<Vec<_>>> = arena.lists.into_iter().map(Some).collect();
-        if lists.is_empty() {
+    /// Reads the WIT arena form a component returned, held to the limits
+    /// of a request: at most [`MAX_DEPTH`] levels, [`MAX_PAIRS`] pairs and
+    /// `max_bytes` of keys and values. Indices must point forward (no
+    /// cycles, no sharing) and every list must be used; anything else is
+    /// refused, so whatever reaches a client is what a client could send.
+    pub fn from_wit(arena: KvListResult, max_bytes: usize) -> Result<Kv, String> {
+        if arena.lists.is_empty() {
             return Ok(Kv::new());
         }
-        unflatten(&mut lists, 0)
+        if arena.lists.len() > MAX_PAIRS {
+            return Err(format!(
+                "{} nested lists is more than the {MAX_PAIRS} pairs a KV list may hold",
+                arena.lists.len()
+            ));
+        }
+        let count = arena.lists.len();
+        let mut lists: Vec<Option<Vec<_>>> = arena.lists.into_iter().map(Some).collect();
+        let mut budget = Budget {
+            pairs: MAX_PAIRS,
+            bytes: max_bytes,
+            max_bytes,
+        };
+        let kv = unflatten(&mut lists, 0, 0, &mut budget)?;
+        if let Some(unused) = lists.iter().position(Option::is_some) {
+            return Err(format!(
+                "nested list {unused} of {count} is not used by any pair"
+            ));
+        }
+        Ok(kv)
+    }
+
+    /// Pairs (nested lists' included) and bytes of keys and values, for
+    /// checking what a component will be asked to hold.
+    pub fn footprint(&self) -> Footprint {
+        let mut f = Footprint::default();
+        self.add_footprint(&mut f);
+        f
+    }
+
+    fn add_footprint(&self, f: &mut Footprint) {
+        for (key, value) in &self.0 {
+            f.pairs += 1;
+            f.bytes += key.len();
+            match value {
+                Value::Int(_) => {}
+                Value::Str(s) => f.bytes += s.len(),
+                Value::Binary(b) => f.bytes += b.len(),
+                Value::List(l) => l.add_footprint(f),
+            }
+        }
+    }
+}
+
+/// What a KV list is made of: see [`Kv::footprint`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub pairs: usize,
+    pub bytes: usize,
+}
+
+/// What a result may still use while it is lifted.
+struct Budget {
+    pairs: usize,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Budget {
+    fn take(&mut self, bytes: usize) -> Result<(), String> {
+        if self.pairs == 0 {
+            return Err(format!(
+                "more than the {MAX_PAIRS} pairs a KV list may hold"
+            ));
+        }
+        self.pairs -= 1;
+        self.bytes = self.bytes.checked_sub(bytes).ok_or_else(|| {
+            format!(
+                "more than {} bytes of keys and values (server.max-body-bytes)",
+                self.max_bytes
+            )
+        })?;
+        Ok(())
     }
 }
 
@@ -169,7 +251,16 @@ fn flatten<'a>(kv: &'a Kv, lists: &mut Vec<Vec<PairParam<'a>>>) -> u32 {
     index as u32
 }
 
-fn unflatten(lists: &mut [Option<Vec<PairResult>>], index: usize) -> Result<Kv, String> {
+fn unflatten(
+    lists: &mut [Option<Vec<PairResult>>],
+    index: usize,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Kv, String> {
+    // The root is level 0, as in the JSON reader: 32 levels in all.
+    if depth >= MAX_DEPTH {
+        return Err(format!("KV lists nest deeper than {MAX_DEPTH} levels"));
+    }
     let pairs = lists
         .get_mut(index)
         .ok_or_else(|| format!("nested list index {index} is out of range"))?
@@ -177,6 +268,12 @@ fn unflatten(lists: &mut [Option<Vec<PairResult>>], index: usize) -> Result<Kv, 
         .ok_or_else(|| format!("nested list {index} is used twice"))?;
     let mut out = Vec::with_capacity(pairs.len());
     for pair in pairs {
+        let size = match &pair.value {
+            ValueResult::Int(_) | ValueResult::Nested(_) => 0,
+            ValueResult::Str(s) => s.len(),
+            ValueResult::Binary(b) => b.len(),
+        };
+        budget.take(pair.key.len() + size)?;
         let value = match pair.value {
             ValueResult::Int(i) => Value::Int(i),
             ValueResult::Str(s) => Value::Str(s),
@@ -186,7 +283,7 @@ fn unflatten(lists: &mut [Option<Vec<PairResult>>], index: usize) -> Result<Kv, 
                     "nested list index {i} in list {index} points backwards"
                 ));
             }
-            ValueResult::Nested(i) => Value::List(unflatten(lists, i as usize)?),
+            ValueResult::Nested(i) => Value::List(unflatten(lists, i as usize, depth + 1, budget)?),
         };
         out.push((pair.key, value));
     }
@@ -278,6 +375,38 @@ mod tests {
         }
         let err = Kv::from_json_text(&json.to_string(), "P").unwrap_err();
         assert!(err.reason.contains("nest deeper"), "{err}");
+        // The same count as for results: 32 levels, the root included.
+        let nested = |levels: usize| {
+            let mut json = json!(1);
+            for _ in 0..levels {
+                json = json!({ "n": json });
+            }
+            Kv::from_json_text(&json.to_string(), "P")
+        };
+        assert!(nested(MAX_DEPTH).is_ok());
+        assert!(nested(MAX_DEPTH + 1).is_err());
+    }
+
+    #[test]
+    fn pairs_are_bounded_across_nested_lists() {
+        let pairs = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"k{i}\":1"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let half = pairs(MAX_PAIRS / 2);
+        let over = format!("{{{half},\"L\":{{{half}}}}}");
+        // MAX_PAIRS / 2 twice plus the pair holding the nested list.
+        assert!(Kv::from_json_text(&over, "P").is_err());
+        let fits = format!("{{{},\"L\":{{{half}}}}}", pairs(MAX_PAIRS / 2 - 1));
+        assert_eq!(
+            Kv::from_json_text(&fits, "P").unwrap().footprint().pairs,
+            MAX_PAIRS
+        );
+        let err = Kv::from_json_text(&over, "Request.Parameters").unwrap_err();
+        assert!(err.reason.contains("pairs"), "{err}");
+        assert_eq!(err.path, "Request.Parameters.L");
     }
 
     #[test]
@@ -302,7 +431,7 @@ mod tests {
                 .map(|pairs| pairs.iter().map(owned_pair).collect())
                 .collect(),
         };
-        assert_eq!(Kv::from_wit(owned).unwrap(), kv);
+        assert_eq!(Kv::from_wit(owned, 1 << 20).unwrap(), kv);
 
         let cyclic = KvListResult {
             lists: vec![vec![PairResult {
@@ -310,7 +439,66 @@ mod tests {
                 value: ValueResult::Nested(0),
             }]],
         };
-        assert!(Kv::from_wit(cyclic).unwrap_err().contains("backwards"));
+        assert!(
+            Kv::from_wit(cyclic, 1 << 20)
+                .unwrap_err()
+                .contains("backwards")
+        );
+    }
+
+    /// A chain of `n` lists, each nesting the next.
+    fn chain(n: usize) -> KvListResult {
+        KvListResult {
+            lists: (0..n)
+                .map(|i| {
+                    vec![PairResult {
+                        key: "n".into(),
+                        value: if i + 1 < n {
+                            ValueResult::Nested(i as u32 + 1)
+                        } else {
+                            ValueResult::Int(1)
+                        },
+                    }]
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn results_are_held_to_the_limits_of_requests() {
+        // As deep as a request may be: accepted. One more: refused, even
+        // far deeper (no recursion into it).
+        assert!(Kv::from_wit(chain(MAX_DEPTH), 1 << 20).is_ok());
+        let err = Kv::from_wit(chain(MAX_DEPTH + 1), 1 << 20).unwrap_err();
+        assert!(err.contains("nest deeper than 32"), "{err}");
+        let err = Kv::from_wit(chain(50_000), 1 << 20).unwrap_err();
+        assert!(err.contains("nest deeper"), "{err}");
+        // Pairs, bytes, and lists no pair uses.
+        let wide = KvListResult {
+            lists: vec![
+                (0..=MAX_PAIRS)
+                    .map(|_| PairResult {
+                        key: String::new(),
+                        value: ValueResult::Int(0),
+                    })
+                    .collect(),
+            ],
+        };
+        assert!(Kv::from_wit(wide, 1 << 20).unwrap_err().contains("pairs"));
+        let big = KvListResult {
+            lists: vec![vec![PairResult {
+                key: "k".into(),
+                value: ValueResult::Str("x".repeat(100)),
+            }]],
+        };
+        assert!(Kv::from_wit(big, 100).unwrap_err().contains("bytes"));
+        let mut stray = chain(2);
+        stray.lists.push(Vec::new());
+        assert!(
+            Kv::from_wit(stray, 1 << 20)
+                .unwrap_err()
+                .contains("not used")
+        );
     }
 
     fn owned_pair(pair: &PairParam<'_>) -> PairResult {

@@ -228,33 +228,47 @@ fn embedded_sim(node: &wasp::config::EmbeddedNode, local: SocketAddr) -> wasp::n
     }
 }
 
-/// One curl line that works against the first cluster.
+/// One curl line that works against the demo's fax cluster, or else the
+/// first cluster of a bundled service whose example call is known and
+/// harmless; with tokens configured it carries a node token that allows
+/// the tenant. No line for other services: guessing a method could
+/// suggest one that is expensive.
 fn try_line(gw: &Gateway, addr: SocketAddr) -> Option<String> {
-    // The demo's fax cluster if there is one: its line always works.
+    let example = |service: &str| match service {
+        "Fax" => Some((
+            "SendFax",
+            r#"{"To":"+14155550100","Document":"Hello from wasp"}"#,
+        )),
+        "Classification" => Some(("Classify", r#"{"Text":"my parcel never arrived"}"#)),
+        "IM" => Some((
+            "SendMessage",
+            r#"{"To":"agent-7","Text":"Hello from wasp"}"#,
+        )),
+        "Echo" => Some(("Echo", r#"{"Text":"Hello from wasp"}"#)),
+        _ => None,
+    };
     let cluster = gw
         .clusters
         .get("fax")
-        .or_else(|| gw.clusters.values().next())?;
+        .filter(|c| c.service == "Fax")
+        .or_else(|| gw.clusters.values().find(|c| example(&c.service).is_some()))?;
+    let (method, params) = example(&cluster.service)?;
     let tenant = cluster.tenants.first()?.id;
-    let (method, params) = if cluster.service == "Fax" {
-        (
-            "SendFax",
-            r#"{"To":"+14155550100","Document":"Hello from wasp"}"#,
-        )
-    } else if cluster.service == "Classification" {
-        ("Classify", r#"{"Text":"my parcel never arrived"}"#)
-    } else if cluster.service == "IM" {
-        (
-            "SendMessage",
-            r#"{"To":"agent-7","Text":"Hello from wasp"}"#,
-        )
+    let auth = if gw.config.tokens.is_empty() {
+        String::new()
     } else {
-        let mut methods: Vec<_> = cluster.methods.iter().collect();
-        methods.sort();
-        (methods.first()?.as_str(), "{}")
+        let token = gw.config.tokens.iter().find(|t| match t.role {
+            wasp::config::Role::Admin => true,
+            wasp::config::Role::Node => t
+                .tenants
+                .iter()
+                .any(|r| gw.config.tenant(r).is_some_and(|c| c.id == tenant)),
+            wasp::config::Role::Capture => false,
+        })?;
+        format!(" -H 'authorization: Bearer {}'", token.token)
     };
     Some(format!(
-        "curl -s http://{addr}/v1/esp/{} -H 'content-type: application/json' \\\n    -d '{{\"ReferenceId\":1,\"Request\":{{\"Service\":\"{}\",\"Method\":\"{method}\",\"TenantId\":{tenant},\"Parameters\":{params}}}}}'",
+        "curl -s http://{addr}/v1/esp/{} -H 'content-type: application/json'{auth} \\\n    -d '{{\"ReferenceId\":1,\"Request\":{{\"Service\":\"{}\",\"Method\":\"{method}\",\"TenantId\":{tenant},\"Parameters\":{params}}}}}'",
         cluster.name, cluster.service
     ))
 }

@@ -8,6 +8,17 @@ use std::time::Duration;
 
 const WASP: &str = env!("CARGO_BIN_EXE_wasp");
 
+/// The binary, with a compile cache under the build's own temp folder
+/// (never the user's).
+fn wasp() -> Command {
+    let mut command = Command::new(WASP);
+    command.env(
+        "WASP_CACHE_DIR",
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasp-cache"),
+    );
+    command
+}
+
 fn demo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo.toml")
 }
@@ -20,11 +31,7 @@ fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
 
 #[test]
 fn check_accepts_the_demo() {
-    let out = Command::new(WASP)
-        .arg("check")
-        .arg(demo())
-        .output()
-        .unwrap();
+    let out = wasp().arg("check").arg(demo()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -38,7 +45,7 @@ fn check_accepts_the_demo() {
 
 #[test]
 fn logs_are_json_lines_on_request_and_plain_text_in_a_file() {
-    let out = Command::new(WASP)
+    let out = wasp()
         .args(["--log-format", "json", "check"])
         .arg(demo())
         .output()
@@ -60,11 +67,7 @@ fn logs_are_json_lines_on_request_and_plain_text_in_a_file() {
         "{stderr}"
     );
     // Text to a pipe: no terminal, so no color escape codes.
-    let out = Command::new(WASP)
-        .arg("check")
-        .arg(demo())
-        .output()
-        .unwrap();
+    let out = wasp().arg("check").arg(demo()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cluster=fax"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "escape codes in: {stderr:?}");
@@ -82,7 +85,7 @@ fn check_refuses_a_component_of_another_service_type() {
         tenants = [101]
         "#,
     );
-    let out = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let out = wasp().arg("check").arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -107,7 +110,7 @@ fn check_reports_every_config_problem_with_its_place() {
         window = 0
         "#,
     );
-    let out = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let out = wasp().arg("check").arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     for want in [
@@ -122,7 +125,7 @@ fn check_reports_every_config_problem_with_its_place() {
         &dir,
         "[clusters.fax]\nservice = \"Fax\"\ncolour = \"red\"\n",
     );
-    let out = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let out = wasp().arg("check").arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -142,7 +145,7 @@ fn a_second_start_loads_compiled_code_from_the_cache() {
             cache.display().to_string()
         ),
     );
-    let first = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let first = wasp().arg("check").arg(&path).output().unwrap();
     let first = String::from_utf8_lossy(&first.stdout).to_string();
     assert!(
         first.contains("OK") && !first.contains("from cache"),
@@ -153,7 +156,7 @@ fn a_second_start_loads_compiled_code_from_the_cache() {
         1,
         "one compiled artifact"
     );
-    let second = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let second = wasp().arg("check").arg(&path).output().unwrap();
     let second = String::from_utf8_lossy(&second.stdout).to_string();
     assert!(second.contains("[compiled code from cache]"), "{second}");
 }
@@ -169,7 +172,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn run_serves_the_demo_and_prints_where_and_what_to_try() {
-    let mut child = Command::new(WASP)
+    let mut child = wasp()
         .arg("run")
         .arg(demo())
         .args(["--listen", "127.0.0.1:0"])
@@ -186,7 +189,8 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
         .strip_prefix("wasp listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .to_string();
-    // Read up to the curl line (the server keeps stdout open).
+    // Read up to the curl line (the server keeps stdout open); its -d body
+    // is on the next line, after a backslash.
     let curl = lines
         .by_ref()
         .take(30)
@@ -194,24 +198,49 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
         .find(|line| line.trim_start().starts_with("curl "))
         .expect("a curl line to try");
     assert!(curl.contains(&addr), "{curl}");
-    // Do what the printed line says (its -d body is on the next line).
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let answer: serde_json::Value = rt.block_on(async {
-        let body = r#"{"ReferenceId":1,"Request":{"Service":"Fax","Method":"SendFax","TenantId":101,"Parameters":{"To":"+14155550100","Document":"Hello from wasp"}}}"#;
-        reqwest::Client::new()
-            .post(format!("http://{addr}/v1/esp/fax"))
-            .header("content-type", "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
-    assert_eq!(answer["Event"], "Event3rdServerResponse", "{answer}");
+    assert!(curl.trim_end().ends_with('\\'), "{curl}");
+    let body_line = lines.next().unwrap().unwrap();
+    // Run what was printed, as a user pasting it would.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{curl}\n{body_line}"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{printed}");
+    let answer: serde_json::Value =
+        serde_json::from_str(&printed).unwrap_or_else(|e| panic!("{e}: {printed:?}"));
+    // The README shows what that line answers: the answer must match it
+    // (the job id's serial and check digits aside).
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let shown = readme
+        .lines()
+        .find(|l| l.starts_with("# {\"Event\":\"Event3rdServerResponse\",\"ReferenceId\":1,"))
+        .expect("the README shows the answer to the printed line");
+    let shown: serde_json::Value =
+        serde_json::from_str(&shown[2..].replace('…', "")).expect("the README's answer is JSON");
+    assert_eq!(
+        answer["Event"], shown["Event"],
+        "{answer} vs README {shown}"
+    );
+    assert_eq!(answer["ReferenceId"], shown["ReferenceId"]);
+    for (key, value) in shown["Result"].as_object().unwrap() {
+        match value.as_str() {
+            Some(prefix) if key == "FaxJobId" => assert!(
+                answer["Result"][key].as_str().unwrap().starts_with(prefix),
+                "{answer} vs README {shown}"
+            ),
+            _ => assert_eq!(
+                &answer["Result"][key], value,
+                "{key}: {answer} vs README {shown}"
+            ),
+        }
+    }
     // The demo's embedded node-sim is connected.
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let nodes: serde_json::Value = rt.block_on(async {
         for _ in 0..100 {
             let nodes: serde_json::Value = reqwest::get(format!("http://{addr}/v1/admin/nodes"))

@@ -25,6 +25,11 @@ pub struct FaultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstanceLabels {
     pub cluster: String,
     pub instance: u32,
@@ -56,6 +61,10 @@ pub struct Metrics {
     pub handled: Family<InstanceLabels, Counter>,
     pub plugin_log_written: Family<ClusterLabels, Counter>,
     pub plugin_log_dropped: Family<ClusterLabels, Counter>,
+    /// Node sessions refused before they started, by reason.
+    pub node_sessions_refused: Family<ReasonLabels, Counter>,
+    /// Node sessions the host ended, by reason.
+    pub node_sessions_closed: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,8 +130,22 @@ impl Metrics {
             "Plugin log lines dropped beyond the cluster's log-per-second",
             plugin_log_dropped.clone(),
         );
+        let node_sessions_refused = Family::<ReasonLabels, Counter>::default();
+        let node_sessions_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "node_sessions_refused",
+            "Node sessions refused before they started (reason: max-sessions)",
+            node_sessions_refused.clone(),
+        );
+        registry.register(
+            "node_sessions_closed",
+            "Node sessions the host ended (reason: write-timeout, frame-too-large, silent)",
+            node_sessions_closed.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            node_sessions_refused,
+            node_sessions_closed,
             requests,
             faults,
             latency,

@@ -17,8 +17,19 @@
 //! (and its counters) while the instance inside it is replaced.
 //!
 //! A request whose instance traps is retried once on another slot (2002 if
-//! that traps too); a timed-out request is not retried (3002). A trapped or
+//! that traps too), unless the cluster says `retry = false` (a retry can
+//! repeat a plugin's side effects) or the request ran out of memory on a
+//! fresh instance (the retry would too: it failed because of its own
+//! size). A timed-out request is not retried (3002). A trapped or
 //! timed-out instance is thrown away and a fresh one takes its slot.
+//!
+//! Overload: a request is not started when it cannot finish in time. The
+//! cluster keeps a moving average of how long its calls take; a request
+//! that would wait longer than its deadline allows is refused at once
+//! (3003), and one whose deadline is too close when its instance is free
+//! is answered 3002 without being started — so an overloaded cluster
+//! answers what it can and refuses the rest fast, instead of starting
+//! calls that time out and take their instances down with them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -37,6 +48,10 @@ use crate::kv::Kv;
 use crate::runtime::bindings;
 use crate::runtime::{CallError, Instance, InstanceSpec, LoadedComponent, Runtime};
 
+/// What one KV pair costs inside a component, about: the lowered record,
+/// the key's allocation and the guest SDK's own list entry.
+pub const GUEST_BYTES_PER_PAIR: usize = 128;
+
 /// One running Application Cluster.
 pub struct Cluster {
     pub name: Arc<str>,
@@ -54,6 +69,14 @@ pub struct Cluster {
     /// Request count and latency series of this cluster.
     pub metrics: ClusterMetrics,
     max_calls: u64,
+    /// Most bytes of keys and values a result may carry (the request
+    /// limit, `server.max-body-bytes`).
+    result_bytes: usize,
+    /// Retry once on another instance after a trap.
+    retry: bool,
+    /// Moving average of a completed call's duration, in microseconds
+    /// (0: none completed yet).
+    call_micros: AtomicU64,
     component: LoadedComponent,
     spec: InstanceSpec,
     slots: Vec<Slot>,
@@ -106,7 +129,13 @@ impl Drop for Reserved<'_> {
 /// Why one attempt did not answer.
 enum Failure {
     Fault(Fault),
-    Trapped { slot: usize, reason: String },
+    Trapped {
+        slot: usize,
+        reason: String,
+        /// Whether another instance might answer (not when a fresh
+        /// instance ran out of memory on this request).
+        retry: bool,
+    },
 }
 
 impl Cluster {
@@ -119,6 +148,7 @@ impl Cluster {
         metrics: &Metrics,
     ) -> Result<Cluster> {
         let base_dir = &config.base_dir;
+        let result_bytes = config.server.max_body_bytes;
         let tenants: Vec<TenantConfig> = config.clusters[name]
             .tenants
             .iter()
@@ -214,6 +244,9 @@ impl Cluster {
             from_cache: component.from_cache,
             metrics: metrics.cluster(name),
             max_calls: config.max_calls,
+            result_bytes,
+            retry: config.retry,
+            call_micros: AtomicU64::new(0),
             capacity: Semaphore::new(config.instances * window),
             queue: Semaphore::new(config.queue),
             queued: AtomicUsize::new(0),
@@ -221,6 +254,35 @@ impl Cluster {
             spec,
             slots,
         })
+    }
+
+    /// Refuses (3000) a request whose KV lists cannot fit in an instance:
+    /// lowered into the component, every pair costs a record and an
+    /// allocation and the SDK's own copy, about [`GUEST_BYTES_PER_PAIR`],
+    /// and every byte of a key or value is held about twice. What needs
+    /// more than half of `memory-mb` is refused before it is lowered,
+    /// instead of trapping the instance (and the retry's).
+    pub fn check_fits(&self, parameters: &Kv, user_data: Option<&Kv>) -> Result<(), Fault> {
+        let mut pairs = 0;
+        let mut bytes = 0;
+        for kv in std::iter::once(parameters).chain(user_data) {
+            let f = kv.footprint();
+            pairs += f.pairs;
+            bytes += f.bytes;
+        }
+        let need = pairs * GUEST_BYTES_PER_PAIR + bytes * 2;
+        let room = self.spec.memory_limit / 2;
+        if need > room {
+            return Err(Fault::invalid(format!(
+                "Request.Parameters and UserData ({pairs} pairs, {bytes} bytes) need about {} MiB \
+                 inside the component, more than cluster '{}' allows a request ({} MiB, half of \
+                 its memory-mb)",
+                need.div_ceil(1 << 20),
+                self.name,
+                room >> 20
+            )));
+        }
+        Ok(())
     }
 
     /// Whether the cluster serves this tenant.
@@ -247,7 +309,22 @@ impl Cluster {
         match self.attempt(req, deadline, None).await {
             Ok(kv) => Ok(kv),
             Err(Failure::Fault(fault)) => Err(fault),
-            Err(Failure::Trapped { slot, reason }) => {
+            Err(Failure::Trapped {
+                slot,
+                reason,
+                retry,
+            }) if !(retry && self.retry) => {
+                let why = if retry {
+                    "not retried: the cluster says retry = false"
+                } else {
+                    "not retried: a fresh instance ran out of memory on this request"
+                };
+                Err(Fault::new(
+                    FaultCode::LostConnection,
+                    format!("instance {}#{slot} {reason}; {why}", self.name),
+                ))
+            }
+            Err(Failure::Trapped { slot, reason, .. }) => {
                 tracing::warn!(
                     cluster = %self.name,
                     tenant = req.tenant.id,
@@ -260,6 +337,7 @@ impl Cluster {
                     Err(Failure::Trapped {
                         slot: again,
                         reason: why,
+                        ..
                     }) => Err(Fault::new(
                         FaultCode::LostConnection,
                         format!(
@@ -281,6 +359,14 @@ impl Cluster {
         let _permit = match self.capacity.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
+                // Every instance's window is full: a place in the queue is
+                // only worth taking if the request can still finish.
+                let call = self.call_estimate();
+                let per_instance = (self.queue_depth() + 1).div_ceil(self.slots.len()) as u32;
+                let wait = call * (per_instance + self.window as u32 - 1);
+                if !call.is_zero() && Instant::now() + wait + call > deadline {
+                    return Err(Failure::Fault(self.shed(wait)));
+                }
                 let Ok(_place) = self.queue.try_acquire() else {
                     return Err(Failure::Fault(Fault::new(
                         FaultCode::Overloaded,
@@ -304,17 +390,57 @@ impl Cluster {
                 }
             }
         };
-        let slot = self.reserve_slot(avoid);
+        let (slot, ahead) = self.reserve_slot(avoid);
         // Released on every path, including this future being dropped
         // (the client went away): a leaked window would shrink the slot.
         let _reserved = Reserved(&slot.outstanding);
+        let call = self.call_estimate();
+        let wait = call * ahead as u32;
+        if !call.is_zero() && Instant::now() + wait + call > deadline {
+            return Err(Failure::Fault(self.shed(wait)));
+        }
         tracing::Span::current().record("instance", slot.index);
         self.run_on(slot, req, deadline).await
     }
 
+    /// How long a call takes, on average (zero before the first).
+    fn call_estimate(&self) -> Duration {
+        Duration::from_micros(self.call_micros.load(Ordering::Relaxed))
+    }
+
+    /// Folds a completed call's duration into the average (weight 1/8).
+    fn observe_call(&self, took: Duration) {
+        let took = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        let _ = self
+            .call_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+                Some(if avg == 0 {
+                    took.max(1)
+                } else {
+                    (avg - avg / 8 + took / 8).max(1)
+                })
+            });
+    }
+
+    /// 3003 for a request that would not finish in time.
+    fn shed(&self, wait: Duration) -> Fault {
+        Fault::new(
+            FaultCode::Overloaded,
+            format!(
+                "cluster '{}' is overloaded: the request would wait about {} ms and calls \
+                 take about {} ms, more than its {} ms allow",
+                self.name,
+                wait.as_millis(),
+                self.call_estimate().as_millis(),
+                self.timeout.as_millis()
+            ),
+        )
+    }
+
     /// Power of two choices among slots with room in their window; falls
     /// back to a scan. Holding a capacity permit guarantees one has room.
-    fn reserve_slot(&self, avoid: Option<usize>) -> &Slot {
+    /// Returns the slot and how many requests it already had.
+    fn reserve_slot(&self, avoid: Option<usize>) -> (&Slot, usize) {
         let n = self.slots.len();
         let mut rng = rand::rng();
         loop {
@@ -339,14 +465,13 @@ impl Cluster {
                 .chain(scan.filter(|i| Some(*i) == avoid));
             for i in order {
                 let slot = &self.slots[i];
-                let reserved = slot
-                    .outstanding
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
-                        (o < self.window).then_some(o + 1)
-                    })
-                    .is_ok();
-                if reserved {
-                    return slot;
+                let reserved =
+                    slot.outstanding
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                            (o < self.window).then_some(o + 1)
+                        });
+                if let Ok(ahead) = reserved {
+                    return (slot, ahead);
                 }
             }
             std::hint::spin_loop();
@@ -366,9 +491,14 @@ impl Cluster {
                     .map_err(|e| Failure::Trapped {
                         slot: slot.index,
                         reason: format!("could not be instantiated: {e:#}"),
+                        retry: true,
                     })?;
+                let started = Instant::now();
                 let outcome = instance.handle(req, deadline).await;
-                self.settle(slot, outcome)
+                if outcome.is_ok() {
+                    self.observe_call(started.elapsed());
+                }
+                self.settle(slot, outcome, true)
             }
             Policy::Pooled => {
                 let Ok(mut guard) =
@@ -391,9 +521,31 @@ impl Cluster {
                     return Err(Failure::Trapped {
                         slot: slot.index,
                         reason: "could not be instantiated".into(),
+                        retry: true,
                     });
                 };
+                // Its turn came, but too late to finish: not started, so
+                // the instance is not interrupted midway and replaced.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left < self.call_estimate() {
+                    return Err(Failure::Fault(Fault::new(
+                        FaultCode::Timeout,
+                        format!(
+                            "no answer from cluster '{}' within {} ms: {} ms were left when an \
+                             instance was free and calls take about {} ms, so it was not started",
+                            self.name,
+                            self.timeout.as_millis(),
+                            left.as_millis(),
+                            self.call_estimate().as_millis()
+                        ),
+                    )));
+                }
+                let fresh = instance.calls() == 0;
+                let started = Instant::now();
                 let outcome = instance.handle(req, deadline).await;
+                if outcome.is_ok() {
+                    self.observe_call(started.elapsed());
+                }
                 let retire = match &outcome {
                     Ok(_) => self.max_calls > 0 && instance.calls() >= self.max_calls,
                     Err(_) => true,
@@ -403,7 +555,7 @@ impl Cluster {
                     *guard = None;
                     *guard = self.instantiate(slot).await;
                 }
-                self.settle(slot, outcome)
+                self.settle(slot, outcome, fresh)
             }
         }
     }
@@ -423,18 +575,29 @@ impl Cluster {
         }
     }
 
+    /// What an attempt's outcome means; `fresh`: the instance had served
+    /// no call before this one.
     fn settle(
         &self,
         slot: &Slot,
         outcome: Result<Result<bindings::KvListResult, bindings::Fault>, CallError>,
+        fresh: bool,
     ) -> Result<Kv, Failure> {
         match outcome {
             Ok(Ok(list)) => {
                 slot.handled.fetch_add(1, Ordering::Relaxed);
                 slot.handled_metric.inc();
-                Kv::from_wit(list).map_err(|why| Failure::Trapped {
-                    slot: slot.index,
-                    reason: format!("returned an invalid KV list: {why}"),
+                // Held to the limits of a request; the instance answered and
+                // stays, and the same call would answer the same again, so
+                // it is not retried.
+                Kv::from_wit(list, self.result_bytes).map_err(|why| {
+                    Failure::Fault(Fault::new(
+                        FaultCode::LostConnection,
+                        format!(
+                            "instance {}#{} returned a result wasp does not pass on: {why}",
+                            self.name, slot.index
+                        ),
+                    ))
                 })
             }
             Ok(Err(fault)) => {
@@ -453,6 +616,15 @@ impl Cluster {
                 Err(Failure::Trapped {
                     slot: slot.index,
                     reason,
+                    retry: true,
+                })
+            }
+            Err(CallError::OutOfMemory(reason)) => {
+                slot.traps.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::Trapped {
+                    slot: slot.index,
+                    reason,
+                    retry: !fresh,
                 })
             }
         }
@@ -571,7 +743,7 @@ mod tests {
                 concurrent_calls: 32,
                 max_memory: 64 << 20,
             },
-            ComponentCache::new(ComponentCache::default_dir()),
+            ComponentCache::new(None),
         )
         .unwrap();
         let cluster = Cluster::start(&runtime, &config, "chaos", &Metrics::new())

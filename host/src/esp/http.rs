@@ -54,7 +54,7 @@ pub async fn handle(
     // about a tenth of a request. Warnings carry their own fields.
     let span = tracing::debug_span!(
         "esp",
-        cluster = %cluster,
+        cluster = %crate::runtime::log::escape(&cluster),
         reference_id = req.reference_id,
         tenant = tracing::field::Empty,
         instance = tracing::field::Empty,

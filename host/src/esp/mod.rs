@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::IgnoredAny;
-use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
 use crate::Gateway;
@@ -32,7 +31,7 @@ pub struct EspRequest {
     pub service: String,
     pub method: String,
     pub version: String,
-    pub tenant: Option<Json>,
+    pub tenant: Option<Scalar>,
     pub media_type: Option<String>,
     pub parameters: Kv,
     pub user_data: Option<Kv>,
@@ -79,13 +78,18 @@ pub fn parse(body: &[u8]) -> Result<EspRequest, Refused> {
         .map_err(|e| refuse(0, Fault::invalid(format!("malformed JSON: {e}"))))?;
     let reference_id = match top.reference_id {
         None => 0,
-        Some(Json::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
+        Some(Scalar::Int(n)) => n,
         Some(_) => return Err(refuse(0, Fault::invalid("ReferenceId: must be an integer"))),
     };
     let invalid = |msg: String| refuse(reference_id, Fault::invalid(msg));
     let cluster = match top.cluster {
         None => None,
-        Some(Json::String(s)) => Some(s),
+        Some(Scalar::Str(s)) if s.chars().any(char::is_control) => {
+            return Err(invalid(
+                "Cluster: control characters are not allowed".into(),
+            ));
+        }
+        Some(Scalar::Str(s)) => Some(s),
         Some(_) => return Err(invalid("Cluster: must be a string".into())),
     };
     let user_data = match top.user_data {
@@ -103,14 +107,18 @@ pub fn parse(body: &[u8]) -> Result<EspRequest, Refused> {
     let request: RequestEnvelope =
         serde_json::from_str(request.get()).map_err(|e| invalid(format!("Request: {e}")))?;
     let text =
-        |field: &str, value: Option<Json>, required: bool| -> Result<Option<String>, Refused> {
+        |field: &str, value: Option<Scalar>, required: bool| -> Result<Option<String>, Refused> {
             match value {
                 None if required => Err(invalid(format!("Request.{field}: is required"))),
                 None => Ok(None),
-                Some(Json::String(s)) if required && s.is_empty() => {
+                Some(Scalar::Str(s)) if required && s.is_empty() => {
                     Err(invalid(format!("Request.{field}: is empty")))
                 }
-                Some(Json::String(s)) => Ok(Some(s)),
+                // They name things and reach logs: no forged lines.
+                Some(Scalar::Str(s)) if s.chars().any(char::is_control) => Err(invalid(format!(
+                    "Request.{field}: control characters are not allowed"
+                ))),
+                Some(Scalar::Str(s)) => Ok(Some(s)),
                 Some(_) => Err(invalid(format!("Request.{field}: must be a string"))),
             }
         };
@@ -136,15 +144,76 @@ pub fn parse(body: &[u8]) -> Result<EspRequest, Refused> {
     })
 }
 
+/// A field of the request itself as it was read: a scalar is kept, an
+/// array or object is skipped without being built, so a 16 MiB array in
+/// `ReferenceId` costs no memory, only the 3000 it is answered with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Null,
+    Bool(bool),
+    /// An integer that fits in i64.
+    Int(i64),
+    /// Any other number (too large for i64, or with a fraction).
+    OtherNumber,
+    Str(String),
+    Array,
+    Object,
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+        Ok(i64::try_from(v).map_or(Scalar::OtherNumber, Scalar::Int))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Scalar, E> {
+        Ok(Scalar::OtherNumber)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Array)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Object)
+    }
+}
+
 /// The top level of a request. Fields whose type is checked by hand are
-/// read as JSON values; unknown fields are ignored. A field given as
-/// `null` is present (and wrong), not absent.
+/// read as [`Scalar`]s; unknown fields are skipped unread. A field given
+/// as `null` is present (and wrong), not absent.
 #[derive(serde::Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "ReferenceId", default, deserialize_with = "present")]
-    reference_id: Option<Json>,
+    reference_id: Option<Scalar>,
     #[serde(rename = "Cluster", default, deserialize_with = "present")]
-    cluster: Option<Json>,
+    cluster: Option<Scalar>,
     #[serde(rename = "Request", borrow, default, deserialize_with = "present")]
     request: Option<&'a RawValue>,
     #[serde(rename = "UserData", borrow, default, deserialize_with = "present")]
@@ -155,15 +224,15 @@ struct Envelope<'a> {
 #[derive(serde::Deserialize)]
 struct RequestEnvelope<'a> {
     #[serde(rename = "Service", default, deserialize_with = "present")]
-    service: Option<Json>,
+    service: Option<Scalar>,
     #[serde(rename = "Method", default, deserialize_with = "present")]
-    method: Option<Json>,
+    method: Option<Scalar>,
     #[serde(rename = "Version", default, deserialize_with = "present")]
-    version: Option<Json>,
+    version: Option<Scalar>,
     #[serde(rename = "TenantId", default, deserialize_with = "present")]
-    tenant: Option<Json>,
+    tenant: Option<Scalar>,
     #[serde(rename = "MediaType", default, deserialize_with = "present")]
-    media_type: Option<Json>,
+    media_type: Option<Scalar>,
     #[serde(rename = "Parameters", borrow, default, deserialize_with = "present")]
     parameters: Option<&'a RawValue>,
 }
@@ -185,20 +254,21 @@ fn starts_with_object(text: &[u8]) -> bool {
 /// Resolves `TenantId`: an integer id or a tenant name.
 fn resolve_tenant<'a>(
     tenants: &'a [TenantConfig],
-    given: Option<&Json>,
+    given: Option<&Scalar>,
 ) -> Result<&'a TenantConfig, Fault> {
     let unknown = |what: String| Fault::new(FaultCode::Tenant, format!("unknown tenant {what}"));
     match given {
-        None | Some(Json::Null) => Err(Fault::new(
+        None | Some(Scalar::Null) => Err(Fault::new(
             FaultCode::Tenant,
             "Request.TenantId: is required",
         )),
-        Some(Json::Number(n)) => {
-            let id = n.as_u64().and_then(|id| u32::try_from(id).ok());
+        Some(Scalar::Int(n)) => {
+            let id = u32::try_from(*n).ok();
             id.and_then(|id| tenants.iter().find(|t| t.id == id))
                 .ok_or_else(|| unknown(n.to_string()))
         }
-        Some(Json::String(name)) => tenants
+        Some(Scalar::OtherNumber) => Err(unknown("(a number that is no tenant id)".into())),
+        Some(Scalar::Str(name)) => tenants
             .iter()
             .find(|t| &t.name == name)
             .or_else(|| {
@@ -266,6 +336,7 @@ pub async fn dispatch(
                 format!("cluster '{}' serves no tenant {}", cluster.name, tenant.id),
             ));
         }
+        cluster.check_fits(&req.parameters, req.user_data.as_ref())?;
         // Lowered into the component straight from the parsed request.
         let parameters = req.parameters.to_wit();
         let parameters = parameters.lists();
@@ -291,7 +362,11 @@ pub async fn dispatch(
         gw.metrics.fault(cluster_name, fault.code);
     }
     if let Err(fault) = &result {
-        tracing::debug!(code = fault.code.as_u16(), "fault: {}", fault.message);
+        tracing::debug!(
+            code = fault.code.as_u16(),
+            "fault: {}",
+            crate::runtime::log::escape(&fault.message)
+        );
     }
     result
 }
@@ -421,12 +496,13 @@ mod tests {
             id: 101,
             name: "Environment".into(),
         }];
-        let find = |j: Json| resolve_tenant(&tenants, Some(&j)).map(|t| t.id);
-        assert_eq!(find(Json::from(101)), Ok(101));
-        assert_eq!(find(Json::from("Environment")), Ok(101));
-        assert_eq!(find(Json::from("101")), Ok(101));
-        assert_eq!(find(Json::from(102)).unwrap_err().code, FaultCode::Tenant);
-        assert_eq!(find(Json::from(-1)).unwrap_err().code, FaultCode::Tenant);
+        let find = |j: Scalar| resolve_tenant(&tenants, Some(&j)).map(|t| t.id);
+        assert_eq!(find(Scalar::Int(101)), Ok(101));
+        assert_eq!(find(Scalar::Str("Environment".into())), Ok(101));
+        assert_eq!(find(Scalar::Str("101".into())), Ok(101));
+        assert_eq!(find(Scalar::Int(102)).unwrap_err().code, FaultCode::Tenant);
+        assert_eq!(find(Scalar::Int(-1)).unwrap_err().code, FaultCode::Tenant);
+        assert_eq!(find(Scalar::Array).unwrap_err().code, FaultCode::Tenant);
         assert_eq!(
             resolve_tenant(&tenants, None).unwrap_err().code,
             FaultCode::Tenant

@@ -10,7 +10,7 @@
 //! path in the shared slot and fails the parse; the caller reports the
 //! recorded error rather than the parser's (which would add a position).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use base64::Engine as _;
@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
-use super::{Kv, KvError, MAX_DEPTH, Value};
+use super::{Kv, KvError, MAX_DEPTH, MAX_PAIRS, Value};
 
 /// Where a value sits: `parent.key`, spelled out only for an error.
 pub(super) struct Path<'a> {
@@ -51,13 +51,24 @@ impl fmt::Display for Path<'_> {
     }
 }
 
-/// Records the first wrong value of a parse.
-pub(super) type Slot = RefCell<Option<KvError>>;
+/// What one parse shares: the first wrong value, and the pairs read so
+/// far (at most [`MAX_PAIRS`], nested lists included).
+#[derive(Default)]
+pub(super) struct Slot {
+    error: RefCell<Option<KvError>>,
+    pairs: Cell<usize>,
+}
+
+impl Slot {
+    pub(super) fn into_inner(self) -> Option<KvError> {
+        self.error.into_inner()
+    }
+}
 
 fn fail<E: de::Error>(slot: &Slot, path: &Path<'_>, reason: String) -> E {
     let error = KvError::new(&path.to_string(), reason);
     let message = error.to_string();
-    slot.borrow_mut().get_or_insert(error);
+    slot.error.borrow_mut().get_or_insert(error);
     E::custom(message)
 }
 
@@ -138,6 +149,17 @@ fn read_pairs<'de, A: MapAccess<'de>>(
         Some(key) => Some(key),
         None => map.next_key::<String>()?,
     } {
+        let pairs = slot.pairs.get() + 1;
+        if pairs > MAX_PAIRS {
+            return Err(fail(
+                slot,
+                path,
+                format!(
+                    "more than the {MAX_PAIRS} pairs a KV list may hold (nested lists included)"
+                ),
+            ));
+        }
+        slot.pairs.set(pairs);
         let value = map.next_value_seed(ValueSeed {
             path: &path.child(&key),
             depth: depth + 1,

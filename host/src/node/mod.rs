@@ -117,6 +117,10 @@ pub struct Nodes {
     next_session: AtomicU64,
     sinks: Mutex<HashMap<String, mpsc::Sender<Notification>>>,
     dropped_notifications: AtomicU64,
+    /// A frame not written within this ends the session.
+    pub write_timeout: Duration,
+    /// Places for sessions (`nodes.max-sessions`).
+    pub(crate) session_places: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Nodes {
@@ -135,13 +139,44 @@ pub struct Session {
     pub media_types: Vec<String>,
     pub window: usize,
     pub connected: Instant,
-    out: mpsc::Sender<String>,
+    /// The tenants the session's token allows (`None`: any, an admin token
+    /// or no tokens configured); a session replacing this one must be
+    /// allowed at least this session's tenants.
+    pub allowed: Option<Vec<u32>>,
+    out: mpsc::Sender<Outgoing>,
     ops_window: Arc<Semaphore>,
     pending: Mutex<HashMap<String, Pending>>,
+    /// `ReferenceId`s of ESP requests not yet answered (duplicates: 2004).
     esp_outstanding: Mutex<HashSet<i64>>,
+    /// The node's ESP window: a place is held from the request until its
+    /// answer is handed to the socket, so a node that stops reading holds
+    /// at most `window` answers in the host.
+    esp_window: Arc<Semaphore>,
     pub closed: CancellationToken,
+    /// Why the host ended the session, when it did (e.g. the node stopped
+    /// reading).
+    close_reason: Mutex<Option<String>>,
     ops_sent: AtomicU64,
     esp_handled: AtomicU64,
+}
+
+/// What the writer of a session sends.
+pub(crate) enum Outgoing {
+    /// A text frame; `held` (an ESP window place) is released once the
+    /// frame is handed to the socket.
+    Text {
+        text: String,
+        held: Option<OwnedSemaphorePermit>,
+    },
+    /// A close frame with a code (e.g. 1009, a frame too large), then the
+    /// session ends.
+    Close { code: u16, reason: String },
+}
+
+impl Outgoing {
+    pub(crate) fn text(text: String) -> Outgoing {
+        Outgoing::Text { text, held: None }
+    }
 }
 
 struct Pending {
@@ -185,6 +220,8 @@ impl Nodes {
             next_session: AtomicU64::new(1),
             sinks: Mutex::new(HashMap::new()),
             dropped_notifications: AtomicU64::new(0),
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
+            session_places: Arc::new(Semaphore::new(config.max_sessions)),
         }
     }
 
@@ -201,15 +238,21 @@ impl Nodes {
     }
 
     /// Registers a session after its `Hello`; replaces (and closes) a live
-    /// session of the same node, re-sending its in-flight operations.
+    /// session of the same node, re-sending its in-flight operations. A
+    /// replacement whose token does not allow every tenant of the live
+    /// session is refused (3004) and the live session stays.
     pub(crate) fn register(
         &self,
-        node_id: String,
-        tenants: Vec<u32>,
-        media_types: Vec<String>,
-        window: usize,
-        out: mpsc::Sender<String>,
-    ) -> Arc<Session> {
+        hello: SessionHello,
+        out: mpsc::Sender<Outgoing>,
+    ) -> Result<Arc<Session>, Fault> {
+        let SessionHello {
+            node_id,
+            tenants,
+            media_types,
+            window,
+            allowed,
+        } = hello;
         let session = Arc::new(Session {
             node_id: node_id.clone(),
             serial: self.next_session.fetch_add(1, Ordering::Relaxed),
@@ -217,15 +260,32 @@ impl Nodes {
             media_types,
             window,
             connected: Instant::now(),
+            allowed,
             out,
             ops_window: Arc::new(Semaphore::new(window)),
             pending: Mutex::new(HashMap::new()),
             esp_outstanding: Mutex::new(HashSet::new()),
+            esp_window: Arc::new(Semaphore::new(window)),
             closed: CancellationToken::new(),
+            close_reason: Mutex::new(None),
             ops_sent: AtomicU64::new(0),
             esp_handled: AtomicU64::new(0),
         });
-        let old = lock(&self.sessions).insert(node_id.clone(), session.clone());
+        let old = {
+            let mut sessions = lock(&self.sessions);
+            if let Some(live) = sessions.get(&node_id)
+                && !live.closed.is_cancelled()
+                && let Some(allowed) = &session.allowed
+                && let Some(missing) = live.tenants.iter().find(|t| !allowed.contains(t))
+            {
+                return Err(crate::auth::forbidden(format!(
+                    "node '{}' is connected serving tenant {missing}, which this token does not \
+                     allow: a session may only replace one whose tenants its token allows",
+                    node_id.escape_debug()
+                )));
+            }
+            sessions.insert(node_id.clone(), session.clone())
+        };
         if let Some(old) = old {
             let moved: Vec<(String, Pending)> = lock(&old.pending).drain().collect();
             tracing::info!(
@@ -237,12 +297,14 @@ impl Nodes {
             for (correlation, pending) in moved {
                 // The frame goes out again; its reply channel is unchanged,
                 // so whoever waits for the answer keeps waiting.
-                let _ = session.out.try_send(pending.frame.to_text());
+                let _ = session
+                    .out
+                    .try_send(Outgoing::text(pending.frame.to_text()));
                 lock(&session.pending).insert(correlation, pending);
             }
         }
         self.arrived.notify_waiters();
-        session
+        Ok(session)
     }
 
     /// Called when a session's socket ends. If it was not replaced, its
@@ -263,7 +325,12 @@ impl Nodes {
             return;
         }
         let pending: Vec<Pending> = lock(&session.pending).drain().map(|(_, p)| p).collect();
-        tracing::warn!(node = %session.node_id, failed = pending.len(), "node gone: {why}");
+        tracing::warn!(
+            node = %session.node_id,
+            failed = pending.len(),
+            "node gone: {}",
+            crate::runtime::log::escape(why)
+        );
         for p in pending {
             let _ = p.reply.send(Err(Fault::new(
                 FaultCode::LostConnection,
@@ -297,7 +364,7 @@ impl Nodes {
                 connected_seconds: s.connected.elapsed().as_secs(),
                 operations_outstanding: lock(&s.pending).len(),
                 operations_sent: s.ops_sent.load(Ordering::Relaxed),
-                esp_outstanding: lock(&s.esp_outstanding).len(),
+                esp_outstanding: s.window - s.esp_window.available_permits(),
                 esp_handled: s.esp_handled.load(Ordering::Relaxed),
                 interactions: owners
                     .by_id
@@ -548,7 +615,7 @@ impl Nodes {
             },
         );
         session.ops_sent.fetch_add(1, Ordering::Relaxed);
-        if session.out.send(text).await.is_err() {
+        if session.out.send(Outgoing::text(text)).await.is_err() {
             lock(&session.pending).remove(&correlation);
             return Err(gone());
         }
@@ -647,15 +714,52 @@ impl Nodes {
     }
 }
 
+/// What a valid `Hello` announced, and what its token allows.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionHello {
+    pub node_id: String,
+    pub tenants: Vec<u32>,
+    pub media_types: Vec<String>,
+    pub window: usize,
+    pub allowed: Option<Vec<u32>>,
+}
+
 impl Session {
     /// Queues a text frame to the node; `false` if the session is gone.
     pub(crate) async fn send_text(&self, text: String) -> bool {
-        self.out.send(text).await.is_ok()
+        self.out.send(Outgoing::text(text)).await.is_ok()
+    }
+
+    /// Queues an ESP answer with its window place, released once the
+    /// answer is handed to the socket.
+    pub(crate) async fn send_answer(&self, text: String, place: OwnedSemaphorePermit) -> bool {
+        let frame = Outgoing::Text {
+            text,
+            held: Some(place),
+        };
+        self.out.send(frame).await.is_ok()
+    }
+
+    /// Queues a close frame; the session ends once it is written.
+    pub(crate) async fn close_with(&self, code: u16, reason: String) {
+        let _ = self.out.send(Outgoing::Close { code, reason }).await;
+    }
+
+    /// Ends the session because of the host's own decision.
+    pub(crate) fn end(&self, why: String) {
+        lock(&self.close_reason).get_or_insert(why);
+        self.closed.cancel();
+    }
+
+    /// Why the host ended the session, if it did.
+    pub(crate) fn close_reason(&self) -> Option<String> {
+        lock(&self.close_reason).clone()
     }
 
     /// Starts an ESP request; refuses a duplicate `ReferenceId` (2004) or
-    /// one beyond the node's window (3003).
-    pub(crate) fn begin_esp(&self, reference_id: i64) -> Result<(), Fault> {
+    /// one beyond the node's window (3003). The place returned is held
+    /// until the answer is written to the node.
+    pub(crate) fn begin_esp(&self, reference_id: i64) -> Result<OwnedSemaphorePermit, Fault> {
         let mut outstanding = lock(&self.esp_outstanding);
         if outstanding.contains(&reference_id) {
             return Err(Fault::new(
@@ -663,19 +767,22 @@ impl Session {
                 format!("ReferenceId {reference_id} is already outstanding on this session"),
             ));
         }
-        if outstanding.len() >= self.window {
+        let Ok(place) = self.esp_window.clone().try_acquire_owned() else {
             return Err(Fault::new(
                 FaultCode::Overloaded,
                 format!(
-                    "node '{}' already has its window of {} requests outstanding",
+                    "node '{}' already has its window of {} requests outstanding (answers it \
+                     has not read yet included)",
                     self.node_id, self.window
                 ),
             ));
-        }
+        };
         outstanding.insert(reference_id);
-        Ok(())
+        Ok(place)
     }
 
+    /// The request is answered: its `ReferenceId` may be used again (its
+    /// window place goes with the answer).
     pub(crate) fn end_esp(&self, reference_id: i64) {
         lock(&self.esp_outstanding).remove(&reference_id);
         self.esp_handled.fetch_add(1, Ordering::Relaxed);

@@ -11,28 +11,39 @@
 //!    intervals is gone.
 //!
 //! A frame the host cannot read is answered with
-//! `{"Type":"Error","Code":3000,"Description":…}` and the session goes on.
+//! `{"Type":"Error","Code":3000,"Description":…}` and the session goes on;
+//! a frame over `server.max-body-bytes` is answered the same way and the
+//! session is closed with code 1009 (message too big).
+//!
+//! Bounds: at most `nodes.max-sessions` sessions at once (one more: 3003
+//! before the upgrade); frames are read into their own types, so a huge
+//! value where a field belongs is skipped, not built; lists in a Hello
+//! are bounded; an ESP answer holds its window place until it is handed
+//! to the socket, and a frame the node does not take within
+//! `nodes.write-timeout-ms` ends the session (a node that stops reading
+//! cannot make the host hold answers for it without bound).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value as Json;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use super::frames::{HostFrame, NodeFrame, PROTOCOL_VERSION, frame_type};
-use super::{OpDone, Session};
+use super::frames::{HostFrame, PROTOCOL_VERSION};
+use super::{OpDone, Outgoing, Session, SessionHello};
 use crate::Gateway;
+use crate::admin::metrics::ReasonLabels;
 use crate::auth::Grant;
 use crate::config::Role;
 use crate::esp::fault::{Fault, FaultCode};
-use crate::esp::{self, FaultBody, Refused, ResponseBody};
+use crate::esp::{self, FaultBody, Refused, ResponseBody, Scalar};
+use crate::kv::Kv;
 
 /// How long a new connection has to say `Hello`.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,21 +63,33 @@ pub async fn connect(
             return Refused::new(fault).into_response();
         }
     };
+    let Ok(place) = gw.nodes.session_places.clone().try_acquire_owned() else {
+        gw.metrics
+            .node_sessions_refused
+            .get_or_create(&ReasonLabels {
+                reason: "max-sessions",
+            })
+            .inc();
+        tracing::warn!("node session refused: nodes.max-sessions sessions are open");
+        return Refused::new(Fault::new(
+            FaultCode::Overloaded,
+            "too many node sessions are open (nodes.max-sessions)",
+        ))
+        .into_response();
+    };
     upgrade
         .max_message_size(gw.config.server.max_body_bytes)
-        .on_upgrade(move |socket| run(gw, socket, grant))
+        .on_upgrade(move |socket| run(gw, socket, grant, place))
 }
 
-/// What a valid `Hello` announced.
-struct Hello {
-    node_id: String,
-    tenants: Vec<u32>,
-    media_types: Vec<String>,
-    window: usize,
-}
-
-async fn run(gw: Arc<Gateway>, socket: WebSocket, grant: Option<Grant>) {
+async fn run(
+    gw: Arc<Gateway>,
+    socket: WebSocket,
+    grant: Option<Grant>,
+    _place: OwnedSemaphorePermit,
+) {
     let (mut sink, mut stream) = socket.split();
+    let write_timeout = gw.nodes.write_timeout;
     let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
     let hello = match first {
         Ok(Some(Ok(Message::Text(text)))) => read_hello(&gw, &text, grant.as_ref()),
@@ -80,16 +103,26 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, grant: Option<Grant>) {
             format!("no Hello within {} s", HELLO_TIMEOUT.as_secs()),
         )),
     };
-    let hello = match hello {
-        Ok(hello) => hello,
+    // Answers, operations and pings for this node, bounded by its window.
+    let (out, outgoing) = mpsc::channel(hello.as_ref().map_or(1, |h| h.window) * 2 + 64);
+    let session = hello.and_then(|hello| {
+        gw.nodes
+            .register(hello, out)
+            .map_err(|fault| (fault.code, fault.message))
+    });
+    let session = match session {
+        Ok(session) => session,
         Err((code, description)) => {
-            tracing::info!(code = code.as_u16(), "node refused: {description}");
+            tracing::info!(code = code.as_u16(), "node refused: {description:?}");
             let refused = HostFrame::Refused {
                 code: code.as_u16(),
                 description,
             };
-            let _ = sink.send(Message::Text(refused.to_text().into())).await;
-            let _ = sink.send(Message::Close(None)).await;
+            let refusal = async {
+                sink.send(Message::Text(refused.to_text().into())).await?;
+                sink.send(Message::Close(None)).await
+            };
+            let _ = tokio::time::timeout(write_timeout, refusal).await;
             return;
         }
     };
@@ -97,65 +130,181 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, grant: Option<Grant>) {
         host_id: gw.nodes.host_id.clone(),
         protocol_version: PROTOCOL_VERSION,
     };
-    if sink
-        .send(Message::Text(welcome.to_text().into()))
-        .await
-        .is_err()
-    {
+    let welcomed = tokio::time::timeout(
+        write_timeout,
+        sink.send(Message::Text(welcome.to_text().into())),
+    )
+    .await;
+    if !matches!(welcomed, Ok(Ok(()))) {
+        gw.nodes
+            .unregister(&session, "the Welcome could not be written");
         return;
     }
-    // Answers, operations and pings for this node, bounded by its window.
-    let (out, outgoing) = mpsc::channel(hello.window * 2 + 64);
-    let session = gw.nodes.register(
-        hello.node_id,
-        hello.tenants,
-        hello.media_types,
-        hello.window,
-        out,
-    );
     tracing::info!(node = %session.node_id, session = session.serial, window = session.window, "node connected");
     let ping = gw.nodes.ping_interval();
-    let writer = tokio::spawn(write_loop(sink, outgoing, session.closed.clone(), ping));
-    let why = read_loop(&gw, &session, &mut stream, ping).await;
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        outgoing,
+        session.clone(),
+        ping,
+        write_timeout,
+    ));
+    let ended = read_loop(&gw, &session, &mut stream, ping).await;
+    if let Ended::Closing(_) = &ended {
+        // Let the writer send what was queued and the close frame.
+        if tokio::time::timeout(write_timeout, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    }
+    let why = match ended {
+        Ended::Node(why) | Ended::Closing(why) => why,
+    };
+    let why = session.close_reason().unwrap_or(why);
     gw.nodes.unregister(&session, &why);
     let _ = writer.await;
+}
+
+/// How a session's reading ended.
+enum Ended {
+    /// The node went away, fell silent or the session was closed.
+    Node(String),
+    /// The host queued a close frame: the writer ends the session.
+    Closing(String),
+}
+
+/// Most tenants a Hello may name.
+const MAX_HELLO_TENANTS: usize = 10_000;
+/// Most media types a Hello may name.
+const MAX_HELLO_MEDIA: usize = 100;
+/// Longest `NodeId`, media type, `CorrelationId` or `InteractionId`.
+const MAX_ID: usize = 128;
+
+/// The `Type` of a frame, every other field skipped unread.
+#[derive(Deserialize)]
+struct FrameHead {
+    #[serde(rename = "Type")]
+    kind: Option<Scalar>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HelloFrame {
+    node_id: String,
+    #[serde(deserialize_with = "bounded::<_, _, MAX_HELLO_TENANTS>")]
+    tenants: Vec<Scalar>,
+    #[serde(deserialize_with = "bounded::<_, _, MAX_HELLO_MEDIA>")]
+    media_types: Vec<String>,
+    window: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DoneFrame {
+    correlation_id: String,
+    #[serde(default)]
+    interaction_id: Option<String>,
+    #[serde(default)]
+    properties: Kv,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorFrame {
+    correlation_id: String,
+    code: u16,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NotifyFrame {
+    interaction_id: String,
+    notification: String,
+    #[serde(default)]
+    properties: Kv,
+}
+
+/// A JSON array of at most `N` elements; more fail at the `N + 1`th.
+fn bounded<'de, D, T, const N: usize>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Bounded<T, N> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {N} elements")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if out.len() == N {
+                    return Err(serde::de::Error::custom(format!("more than {N} elements")));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_seq(Bounded::<T, N>(std::marker::PhantomData))
+}
+
+/// A peer-given identifier: 1 to [`MAX_ID`] bytes, no control characters
+/// (they would forge log lines).
+fn check_id(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > MAX_ID {
+        return Err(format!("{field}: 1 to {MAX_ID} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field}: control characters are not allowed"));
+    }
+    Ok(())
 }
 
 fn read_hello(
     gw: &Gateway,
     text: &str,
     grant: Option<&Grant>,
-) -> Result<Hello, (FaultCode, String)> {
+) -> Result<SessionHello, (FaultCode, String)> {
     let invalid = |m: String| (FaultCode::InvalidRequest, m);
-    let frame: NodeFrame =
+    let head: FrameHead =
         serde_json::from_str(text).map_err(|e| invalid(format!("not a Hello frame: {e}")))?;
-    let NodeFrame::Hello {
+    if head.kind != Some(Scalar::Str("Hello".into())) {
+        return Err(invalid("the first frame must be a Hello".into()));
+    }
+    let HelloFrame {
         node_id,
         tenants,
         media_types,
         window,
-    } = frame
-    else {
-        return Err(invalid("the first frame must be a Hello".into()));
-    };
+    } = serde_json::from_str(text).map_err(|e| invalid(format!("not a Hello frame: {e}")))?;
     let node_id = node_id.trim().to_string();
-    if node_id.is_empty() || node_id.len() > 128 {
-        return Err(invalid("NodeId: 1 to 128 characters".into()));
-    }
+    check_id("NodeId", &node_id).map_err(invalid)?;
     if tenants.is_empty() {
         return Err(invalid("Tenants: a node serves at least one tenant".into()));
     }
     let mut ids = Vec::new();
     for t in &tenants {
         let found = match t {
-            Json::Number(n) => n
-                .as_u64()
-                .and_then(|id| gw.config.tenants.iter().find(|c| u64::from(c.id) == id)),
-            Json::String(name) => gw.config.tenants.iter().find(|c| &c.name == name),
+            Scalar::Int(id) => gw.config.tenants.iter().find(|c| i64::from(c.id) == *id),
+            Scalar::Str(name) => gw.config.tenants.iter().find(|c| &c.name == name),
             _ => None,
         };
         let Some(tenant) = found else {
-            return Err((FaultCode::Tenant, format!("Tenants: unknown tenant {t}")));
+            let shown = match t {
+                Scalar::Int(id) => id.to_string(),
+                Scalar::Str(name) => format!("{name:?}"),
+                _ => "(not an id or a name)".into(),
+            };
+            return Err((
+                FaultCode::Tenant,
+                format!("Tenants: unknown tenant {shown}"),
+            ));
         };
         if let Some(allowed) = grant.and_then(|g| g.tenants.as_ref())
             && !allowed.contains(&tenant.id)
@@ -172,72 +321,114 @@ fn read_hello(
     if media_types.is_empty() || media_types.iter().any(|m| m.trim().is_empty()) {
         return Err(invalid("MediaTypes: at least one, none empty".into()));
     }
+    for media in &media_types {
+        check_id("MediaTypes", media).map_err(invalid)?;
+    }
     if window == 0 || window > gw.nodes.max_window {
         return Err(invalid(format!("Window: 1 to {}", gw.nodes.max_window)));
     }
-    Ok(Hello {
+    Ok(SessionHello {
         node_id,
         tenants: ids,
         media_types,
         window: window as usize,
+        allowed: grant.and_then(|g| g.tenants.clone()),
     })
 }
 
+/// Writes the session's frames; a frame the node does not take within
+/// `write_timeout` ends the session.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut outgoing: mpsc::Receiver<String>,
-    closed: CancellationToken,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    session: Arc<Session>,
     ping: Duration,
+    write_timeout: Duration,
 ) {
     let mut ticker = tokio::time::interval(ping);
     ticker.tick().await;
     let ping_text = HostFrame::Ping.to_text();
     loop {
-        tokio::select! {
-            text = outgoing.recv() => match text {
-                Some(text) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
+        let (message, held) = tokio::select! {
+            () = session.closed.cancelled() => {
+                let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(None))).await;
+                break;
+            }
+            item = outgoing.recv() => match item {
+                Some(Outgoing::Text { text, held }) => (Message::Text(text.into()), held),
+                Some(Outgoing::Close { code, reason }) => {
+                    let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+                    let _ = tokio::time::timeout(write_timeout, sink.send(close)).await;
+                    break;
                 }
                 None => break,
             },
-            _ = ticker.tick() => {
-                if sink.send(Message::Text(ping_text.clone().into())).await.is_err() {
-                    break;
-                }
-            }
-            () = closed.cancelled() => {
-                let _ = sink.send(Message::Close(None)).await;
+            _ = ticker.tick() => (Message::Text(ping_text.clone().into()), None),
+        };
+        match tokio::time::timeout(write_timeout, sink.send(message)).await {
+            // Handed to the socket: the answer's window place is free.
+            Ok(Ok(())) => drop(held),
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::warn!(
+                    node = %session.node_id,
+                    session = session.serial,
+                    "node does not read: a frame was not taken within {} ms; disconnecting it",
+                    write_timeout.as_millis()
+                );
+                session.end(format!(
+                    "the node does not read its socket (a frame was not taken within {} ms)",
+                    write_timeout.as_millis()
+                ));
                 break;
             }
         }
     }
-    closed.cancel();
+    session.closed.cancel();
 }
 
-/// Reads frames until the node goes away; returns why.
+/// Reads frames until the node goes away or the session closes.
 async fn read_loop(
     gw: &Arc<Gateway>,
     session: &Arc<Session>,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     ping: Duration,
-) -> String {
+) -> Ended {
+    let closed = |reason: &'static str| {
+        gw.metrics
+            .node_sessions_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    };
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(ping * 3, stream.next()) => next,
-            () = session.closed.cancelled() => return "session closed".into(),
+            () = session.closed.cancelled() => {
+                if session.close_reason().is_some() {
+                    closed("write-timeout");
+                }
+                return Ended::Node("session closed".into());
+            }
         };
         match next {
             Err(_) => {
-                return format!(
+                closed("silent");
+                return Ended::Node(format!(
                     "silent for {} ms (3 ping intervals)",
                     (ping * 3).as_millis()
-                );
+                ));
             }
-            Ok(None) => return "connection closed".into(),
-            Ok(Some(Err(e))) => return format!("read error: {e}"),
-            Ok(Some(Ok(Message::Close(_)))) => return "closed by the node".into(),
+            Ok(None) => return Ended::Node("connection closed".into()),
+            Ok(Some(Err(e))) if too_large(&e) => {
+                closed("frame-too-large");
+                let limit = gw.config.server.max_body_bytes;
+                let why = format!("a frame was larger than {limit} bytes (server.max-body-bytes)");
+                send_error(session, None, why.clone()).await;
+                session.close_with(1009, "frame too large".into()).await;
+                return Ended::Closing(why);
+            }
+            Ok(Some(Err(e))) => return Ended::Node(format!("read error: {e}")),
+            Ok(Some(Ok(Message::Close(_)))) => return Ended::Node("closed by the node".into()),
             Ok(Some(Ok(Message::Text(text)))) => handle_text(gw, session, text.as_str()).await,
             Ok(Some(Ok(Message::Binary(_)))) => {
                 send_error(session, None, "binary frames are not part of the protocol").await;
@@ -245,6 +436,16 @@ async fn read_loop(
             Ok(Some(Ok(_))) => {}
         }
     }
+}
+
+/// Whether a read failed because a frame was over the size limit.
+fn too_large(error: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    let inner = std::error::Error::source(error);
+    matches!(
+        inner.and_then(|e| e.downcast_ref::<Error>()),
+        Some(Error::Capacity(_))
+    )
 }
 
 async fn send_error(
@@ -261,53 +462,69 @@ async fn send_error(
 }
 
 async fn handle_text(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
-    let json: Json = match serde_json::from_str(text) {
-        Ok(json) => json,
+    let head: FrameHead = match serde_json::from_str(text) {
+        Ok(head) => head,
         Err(e) => return send_error(session, None, format!("malformed JSON: {e}")).await,
     };
-    match frame_type(&json) {
-        Some("Request3rdServer") => esp_request(gw, session, text).await,
-        Some("Ping") => {
-            session.send_text(HostFrame::Pong.to_text()).await;
+    let kind = match &head.kind {
+        Some(Scalar::Str(kind)) => kind.as_str(),
+        _ => return send_error(session, None, "a frame needs a Type").await,
+    };
+    /// Reads a frame of a known type; a wrong field is a 3000 `Error`.
+    fn read<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, String> {
+        serde_json::from_str(text).map_err(|e| format!("unreadable {kind} frame: {e}"))
+    }
+    let result = match kind {
+        "Request3rdServer" => {
+            esp_request(gw, session, text).await;
+            Ok(())
         }
-        Some("Pong") => {}
-        Some(_) => match serde_json::from_value::<NodeFrame>(json) {
-            Ok(NodeFrame::Done {
-                correlation_id,
-                interaction_id,
-                properties,
-            }) => gw.nodes.answered(
+        "Ping" => {
+            session.send_text(HostFrame::Pong.to_text()).await;
+            Ok(())
+        }
+        "Pong" => Ok(()),
+        "Done" => read::<DoneFrame>(kind, text).and_then(|done| {
+            check_id("CorrelationId", &done.correlation_id)?;
+            if let Some(id) = &done.interaction_id {
+                check_id("InteractionId", id)?;
+            }
+            gw.nodes.answered(
                 session,
-                &correlation_id,
+                &done.correlation_id,
                 Ok(OpDone {
                     node_id: session.node_id.clone(),
-                    interaction_id: interaction_id.unwrap_or_default(),
-                    properties,
+                    interaction_id: done.interaction_id.unwrap_or_default(),
+                    properties: done.properties,
                 }),
-            ),
-            Ok(NodeFrame::Error {
-                correlation_id,
-                code,
-                description,
-            }) => gw.nodes.answered(
+            );
+            Ok(())
+        }),
+        "Error" => read::<ErrorFrame>(kind, text).and_then(|error| {
+            check_id("CorrelationId", &error.correlation_id)?;
+            gw.nodes.answered(
                 session,
-                &correlation_id,
-                Err(Fault::from_code(code, description)),
-            ),
-            Ok(NodeFrame::Notify {
-                interaction_id,
-                notification,
-                properties,
-            }) => gw
-                .nodes
-                .notified(session, interaction_id, notification, properties),
-            Ok(NodeFrame::Hello { .. }) => {
-                send_error(session, None, "Hello was already received").await
-            }
-            Ok(NodeFrame::Ping | NodeFrame::Pong) => {}
-            Err(e) => send_error(session, None, format!("unreadable frame: {e}")).await,
-        },
-        None => send_error(session, None, "a frame needs a Type").await,
+                &error.correlation_id,
+                Err(Fault::from_code(error.code, error.description)),
+            );
+            Ok(())
+        }),
+        "Notify" => read::<NotifyFrame>(kind, text).and_then(|notify| {
+            check_id("InteractionId", &notify.interaction_id)?;
+            check_id("Notification", &notify.notification)?;
+            gw.nodes.notified(
+                session,
+                notify.interaction_id,
+                notify.notification,
+                notify.properties,
+            );
+            Ok(())
+        }),
+        "Hello" => Err("Hello was already received".into()),
+        other => Err(format!("unknown frame Type {other:?}")),
+    };
+    if let Err(why) = result {
+        send_error(session, None, why).await;
     }
 }
 
@@ -327,9 +544,10 @@ async fn esp_request(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
         let fault = Fault::invalid("Cluster: is required on a node session");
         return send_refused(session, &refuse(req.reference_id, fault)).await;
     };
-    if let Err(fault) = session.begin_esp(req.reference_id) {
-        return send_refused(session, &refuse(req.reference_id, fault)).await;
-    }
+    let place = match session.begin_esp(req.reference_id) {
+        Ok(place) => place,
+        Err(fault) => return send_refused(session, &refuse(req.reference_id, fault)).await,
+    };
     let gw = gw.clone();
     let session = session.clone();
     tokio::spawn(async move {
@@ -347,10 +565,11 @@ async fn esp_request(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
             })),
         };
         // Free the ReferenceId before the answer can reach the node, so it
-        // may reuse it at once.
+        // may reuse it at once; the window place goes with the answer and
+        // comes back when the answer is handed to the socket.
         session.end_esp(req.reference_id);
         if let Ok(text) = text {
-            session.send_text(text).await;
+            session.send_answer(text, place).await;
         }
     });
 }

@@ -31,6 +31,71 @@ impl HttpGrant {
     }
 }
 
+/// Checks one `http.allow` entry: `host` or `host:port`, host a DNS name,
+/// an IPv4 address or an IPv6 address in brackets (`[::1]`), port
+/// 1..=65535. An entry that could never match a request is refused with
+/// why, rather than silently denying every call.
+pub fn check_allow_entry(entry: &str) -> Result<(), String> {
+    if entry.is_empty() {
+        return Err("is empty".into());
+    }
+    if entry.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("'{}' contains spaces", entry.escape_debug()));
+    }
+    if entry.contains('/') || entry.contains('@') {
+        return Err(format!(
+            "'{entry}' is not a host or host:port (no scheme, path or user)"
+        ));
+    }
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return Err(format!("'{entry}': '[' without ']'"));
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("'{entry}': '{ip}' is not an IPv6 address"));
+        }
+        match after {
+            "" => (None, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (None, Some(port)),
+                None => return Err(format!("'{entry}': only ':port' may follow ']'")),
+            },
+        }
+    } else {
+        match entry.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (Some(host), Some(port)),
+            Some(_) => {
+                return Err(format!(
+                    "'{entry}': write IPv6 addresses in brackets, e.g. '[::1]' or '[::1]:8080'"
+                ));
+            }
+            None => (Some(entry), None),
+        }
+    };
+    if let Some(host) = host {
+        if host.contains('*') {
+            return Err(format!(
+                "'{entry}': wildcards are not supported; list each host"
+            ));
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let trimmed = host.strip_suffix('.').unwrap_or(host);
+        if host.len() > 253 || !trimmed.split('.').all(label_ok) {
+            return Err(format!("'{entry}': '{host}' is not a host name or address"));
+        }
+    }
+    if let Some(port) = port
+        && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+    {
+        return Err(format!("'{entry}': port '{port}' is not 1..=65535"));
+    }
+    Ok(())
+}
+
 /// The hooks of one store: the cluster's grant.
 pub struct Hooks {
     pub grant: Arc<HttpGrant>,
@@ -110,5 +175,36 @@ mod tests {
         assert!(!g.allows("127.0.0.1", Some(8098)));
         assert!(!g.allows("evil.example.com", Some(443)));
         assert!(!g.allows("example.com", Some(443)));
+    }
+
+    #[test]
+    fn allow_entries_that_can_never_match_are_refused() {
+        for good in [
+            "sms.example.com",
+            "127.0.0.1:8099",
+            "[::1]",
+            "[::1]:8080",
+            "localhost",
+            "fax-gw.example.com:443",
+        ] {
+            assert_eq!(check_allow_entry(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("::1", "brackets"),
+            ("host:99999", "1..=65535"),
+            ("host:0", "1..=65535"),
+            ("*", "wildcards"),
+            ("*.example.com", "wildcards"),
+            ("sms example.com", "spaces"),
+            (" sms.example.com", "spaces"),
+            ("https://sms.example.com", "scheme"),
+            ("[::1", "without"),
+            ("[nope]:80", "IPv6"),
+            ("", "empty"),
+            ("exa_mple.com", "not a host"),
+        ] {
+            let err = check_allow_entry(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
     }
 }

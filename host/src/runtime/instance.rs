@@ -118,6 +118,7 @@ impl bindings::wasp::esp::log::Host for HostState {
             );
         }
         let message = super::log::clip(&message, super::log::MAX_MESSAGE);
+        let message = super::log::escape(&message);
         let fields = FieldList(&fields[..fields.len().min(super::log::MAX_FIELDS)]);
         match level {
             LogLevel::Trace => {
@@ -149,7 +150,7 @@ impl std::fmt::Display for FieldList<'_> {
             }
             let k = super::log::clip(k, super::log::MAX_VALUE);
             let v = super::log::clip(v, super::log::MAX_VALUE);
-            write!(f, "{k}={v:?}")?;
+            write!(f, "{}={v:?}", super::log::escape(&k))?;
         }
         Ok(())
     }
@@ -217,9 +218,13 @@ pub enum CallError {
     /// The deadline passed while the component ran.
     #[error("no answer within the deadline")]
     Timeout,
-    /// The component trapped (panic, unreachable, memory limit ...).
+    /// The component trapped (panic, unreachable ...).
     #[error("{0}")]
     Trapped(String),
+    /// Linear memory would have grown past the cluster's `memory-mb`
+    /// (while the request was lowered into it, or while it ran).
+    #[error("{0}")]
+    OutOfMemory(String),
 }
 
 /// One live instance of a component.
@@ -341,7 +346,7 @@ impl Instance {
 
     fn explain(&self, err: wasmtime::Error) -> CallError {
         if let Some(wanted) = self.store.data().limiter.exceeded {
-            return CallError::Trapped(format!(
+            return CallError::OutOfMemory(format!(
                 "memory limit of {} MiB exceeded (asked for {} MiB)",
                 self.store.data().limiter.limit >> 20,
                 wanted.div_ceil(1 << 20)

@@ -77,6 +77,24 @@ impl LogLimit {
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how
 /// much was cut.
+/// Text a peer gave (a plugin, a node, a client), made safe for a log
+/// line: control characters are written as escapes (`\n`, `\u{1b}`), so
+/// a newline in a message cannot start a forged line of its own.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
         return Cow::Borrowed(text);
@@ -95,6 +113,15 @@ pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert!(matches!(escape("plain text"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape("ok\n2026-12-01T00:00:00Z ERROR forged\r\u{1b}[31m"),
+            "ok\\n2026-12-01T00:00:00Z ERROR forged\\r\\u{1b}[31m"
+        );
+    }
 
     #[test]
     fn a_burst_beyond_the_budget_is_dropped_and_counted() {

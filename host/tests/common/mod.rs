@@ -53,10 +53,19 @@ tenants = [101]
     )
 }
 
+/// The compile cache of the tests: under the build's own temp folder, never
+/// the user's.
+pub fn cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasp-cache")
+}
+
 pub async fn serve(clusters: &str) -> Served {
     let text = format!("{TENANTS}\n{clusters}");
-    let config = Config::parse(&text, std::path::Path::new("."))
+    let mut config = Config::parse(&text, std::path::Path::new("."))
         .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
+    if config.runtime.cache_dir.is_none() {
+        config.runtime.cache_dir = Some(cache_dir());
+    }
     let gw = Arc::new(Gateway::start(config).await.expect("gateway starts"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

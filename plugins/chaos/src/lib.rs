@@ -12,7 +12,11 @@
 //!   a file, a socket, and its `config` values.
 //! - `Put` / `Get` write and read the cluster's store (`Key`, `Value`).
 //! - `Fetch` GETs `Url` and returns `Status` and `Body`.
-//! - `Log` writes `Lines` warnings of `Bytes` bytes each to the host's log.
+//! - `Log` writes `Lines` warnings of `Bytes` bytes each (or `Text`) to the
+//!   host's log.
+//! - `Deep` returns a result whose lists nest `Depth` levels deep, built as
+//!   a raw arena (no recursion in the guest).
+//! - `Wide` returns a result of `Pairs` pairs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +31,7 @@ impl Service for Chaos {
     const VERSION: &'static str = "1.0";
     const METHODS: &'static [&'static str] = &[
         "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get", "Fetch",
-        "Log",
+        "Log", "Deep", "Wide",
     ];
 
     fn handle(req: Request) -> Result<Kv, Fault> {
@@ -107,15 +111,66 @@ impl Service for Chaos {
             "Log" => {
                 let lines = req.parameters.require_int("Lines")?;
                 let bytes = req.parameters.int("Bytes").unwrap_or(10).max(0) as usize;
-                let text = "x".repeat(bytes);
+                let text = match req.parameters.str("Text") {
+                    Some(text) => text.to_string(),
+                    None => "x".repeat(bytes),
+                };
                 for i in 0..lines {
                     wasp_sdk::log::warn(&text, &[("line", &i.to_string())]);
                 }
                 Ok(Kv::new().with("Logged", lines))
+            }
+            "Wide" => {
+                let n = req.parameters.require_int("Pairs")?.max(0);
+                let mut out = Kv::new();
+                for i in 0..n {
+                    out.push("p", i);
+                }
+                Ok(out)
             }
             other => Err(Fault::unknown_method(other)),
         }
     }
 }
 
-wasp_sdk::export!(Chaos);
+use wasp_sdk::bindings::wasp::esp::types as wit;
+
+/// The export: `Deep` builds its arena by hand, the rest go through the SDK.
+struct Export;
+
+impl wasp_sdk::bindings::exports::wasp::esp::service::Guest for Export {
+    fn describe() -> wit::ServiceInfo {
+        wasp_sdk::__describe::<Chaos>()
+    }
+
+    fn handle(req: wit::Request) -> Result<wit::KvList, wit::Fault> {
+        if req.method != "Deep" {
+            return wasp_sdk::__handle::<Chaos>(req);
+        }
+        let depth = req
+            .parameters
+            .lists
+            .first()
+            .and_then(|pairs| pairs.iter().find(|p| p.key == "Depth"))
+            .and_then(|p| match p.value {
+                wit::Value::Int(i) => Some(i.clamp(1, 1_000_000) as u32),
+                _ => None,
+            })
+            .unwrap_or(1);
+        let lists = (0..depth)
+            .map(|i| {
+                vec![wit::Pair {
+                    key: "n".into(),
+                    value: if i + 1 < depth {
+                        wit::Value::Nested(i + 1)
+                    } else {
+                        wit::Value::Int(i64::from(depth))
+                    },
+                }]
+            })
+            .collect();
+        Ok(wit::KvList { lists })
+    }
+}
+
+wasp_sdk::bindings::export_raw!(Export with_types_in wasp_sdk::bindings);
