@@ -141,6 +141,10 @@ pub struct NodesConfig {
     /// more is refused with 3003 (HTTP 503) before the upgrade.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// A new session must say `Hello` within this time, or it is refused
+    /// (3000) and closed.
+    #[serde(default = "default_hello_timeout_ms")]
+    pub hello_timeout_ms: u64,
 }
 
 /// 10 s.
@@ -175,6 +179,10 @@ fn default_write_timeout_ms() -> u64 {
 fn default_max_sessions() -> usize {
     1_000
 }
+/// 10 s.
+fn default_hello_timeout_ms() -> u64 {
+    10_000
+}
 
 impl Default for NodesConfig {
     fn default() -> Self {
@@ -187,6 +195,7 @@ impl Default for NodesConfig {
             max_window: default_max_window(),
             write_timeout_ms: default_write_timeout_ms(),
             max_sessions: default_max_sessions(),
+            hello_timeout_ms: default_hello_timeout_ms(),
         }
     }
 }
@@ -552,6 +561,14 @@ impl Config {
             n.write_timeout_ms,
             1,
             3_600_000,
+        );
+        check_range(
+            &mut problems,
+            "nodes",
+            "hello-timeout-ms",
+            n.hello_timeout_ms,
+            1,
+            600_000,
         );
         check_range(
             &mut problems,

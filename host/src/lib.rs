@@ -120,8 +120,14 @@ impl Gateway {
         if !problems.is_empty() {
             return Err(StartError { problems }.into());
         }
+        let nodes = node::Nodes::new(&config.nodes);
+        metrics.register_counter(
+            "notifications_dropped",
+            "Node notifications dropped because a capture point's buffer was full",
+            nodes.dropped_notifications_metric.clone(),
+        );
         Ok(Gateway {
-            nodes: node::Nodes::new(&config.nodes),
+            nodes,
             auth: auth::Auth::from_config(&config),
             config,
             runtime,

@@ -413,12 +413,29 @@ async fn components_get_no_env_files_or_sockets_but_their_config() {
         "[clusters.chaos.config]\ngreeting = \"hello\"",
     ))
     .await;
-    let (status, answer) = s.esp("chaos", "Chaos", "Peek", json!(101), json!({})).await;
+    // A live listener: a connection would succeed if sockets were allowed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let (status, answer) = s
+        .esp(
+            "chaos",
+            "Chaos",
+            "Peek",
+            json!(101),
+            json!({ "Socket": target }),
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     let r = &answer["Result"];
     assert_eq!(r["Env"], 0, "{r}");
     assert!(r["File"].as_str().unwrap().starts_with("denied"), "{r}");
     assert!(r["Socket"].as_str().unwrap().starts_with("denied"), "{r}");
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the component reached the listener"
+    );
     assert_eq!(r["Config"], json!({"greeting": "hello"}));
 }
 
@@ -576,4 +593,15 @@ async fn repeated_keys_reach_the_component_and_come_back_in_order() {
         text.contains(r#""Result":{"Tag":"a","Tag":"b","Opt":{"k":1,"k":2},"Calls":"#),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn user_data_is_echoed_on_faults_raised_after_parsing() {
+    let s = serve(FAX_AND_IM).await;
+    let body = json!({"ReferenceId": 5, "Request": {"Service": "Fax", "Method": "SendFax",
+        "TenantId": 102, "Parameters": {}}, "UserData": {"StrategyId": "s-7", "Tag": 1}});
+    let (status, _, answer) = s.post_raw("fax", body.to_string()).await;
+    assert_fault(status, &answer, 503, 2001);
+    assert_eq!(answer["ReferenceId"], 5);
+    assert_eq!(answer["UserData"], json!({"StrategyId": "s-7", "Tag": 1}));
 }

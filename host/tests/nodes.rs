@@ -703,3 +703,74 @@ async fn operations_waiting_for_a_full_node_window_are_bounded() {
     // With the window free again, operations go through.
     s.gw.nodes.operate(submit(101, None)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_session_without_hello_in_time_is_refused() {
+    let s = serve(&format!("[nodes]\nhello-timeout-ms = 200\n{FAX_AND_IM}")).await;
+    let mut sock = ws::connect(s.addr, None).await.unwrap();
+    let refused = ws::recv(&mut sock).await.expect("a Refused frame");
+    assert_eq!(refused["Type"], "Refused", "{refused}");
+    assert_eq!(refused["Code"], 3000, "{refused}");
+    assert!(
+        refused["Description"]
+            .as_str()
+            .unwrap()
+            .contains("no Hello within 200 ms"),
+        "{refused}"
+    );
+    assert!(ws::recv(&mut sock).await.is_none(), "then closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_error_code_outside_the_protocol_becomes_a_component_fault() {
+    let s = serve(&format!("{NODES}{FAX_AND_IM}")).await;
+    let hello = json!({"Type":"Hello","NodeId":"is-err","Tenants":[101],"MediaTypes":["workitem"],"Window":10});
+    let (mut sock, welcome) = ws::hello(s.addr, None, hello).await;
+    assert_eq!(welcome["Type"], "Welcome");
+    let node = tokio::spawn(async move {
+        while let Some(frame) = ws::recv(&mut sock).await {
+            if frame["Type"] == "Submit" {
+                let error = json!({"Type":"Error","CorrelationId":frame["CorrelationId"],
+                    "Code":4711,"Description":"queue Inbound is closed"});
+                ws::send(&mut sock, error).await;
+            }
+        }
+    });
+    let fault = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    assert_eq!(fault.code.as_u16(), 3005, "{fault:?}");
+    assert_eq!(fault.component_code, Some(4711));
+    assert_eq!(fault.message, "queue Inbound is closed");
+    node.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_beyond_the_buffer_are_dropped_and_counted() {
+    let s = serve(&format!("{NODES}{FAX_AND_IM}")).await;
+    let mut notes = s.gw.nodes.subscribe("orders");
+    let _node = claiming_node(s.addr, "is-n", "0001AB").await;
+    s.gw.nodes.operate(submit(101, None)).await.unwrap();
+    // A second raw session of the owner would replace it; notify through
+    // a node that owns the interaction: reconnect as "is-n" and notify.
+    let hello = json!({"Type":"Hello","NodeId":"is-n","Tenants":[101],"MediaTypes":["workitem"],"Window":10});
+    let (mut sock, welcome) = ws::hello(s.addr, None, hello).await;
+    assert_eq!(welcome["Type"], "Welcome");
+    let extra = 5;
+    for i in 0..wasp::node::NOTIFICATION_BUFFER + extra {
+        let notify = json!({"Type":"Notify","InteractionId":"0001AB","Notification":"changed",
+            "Properties":{"N":i}});
+        ws::send(&mut sock, notify).await;
+    }
+    // A ping answered means every Notify before it was handled.
+    ws::send(&mut sock, json!({"Type":"Ping"})).await;
+    assert_eq!(ws::recv(&mut sock).await.unwrap()["Type"], "Pong");
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains(&format!("wasp_notifications_dropped_total {extra}")),
+        "{metrics}"
+    );
+    let mut received = 0;
+    while notes.try_recv().is_ok() {
+        received += 1;
+    }
+    assert_eq!(received, wasp::node::NOTIFICATION_BUFFER);
+}

@@ -157,6 +157,12 @@ impl Metrics {
         }
     }
 
+    /// Registers a counter kept elsewhere (e.g. by the node router).
+    pub fn register_counter(&self, name: &str, help: &str, counter: Counter) {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.register(name, help, counter);
+    }
+
     /// The log budget of one cluster, counted in its series.
     pub fn log_limit(&self, cluster: &str, per_second: u32) -> crate::runtime::log::LogLimit {
         let labels = ClusterLabels {

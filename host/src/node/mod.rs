@@ -117,8 +117,12 @@ pub struct Nodes {
     next_session: AtomicU64,
     sinks: Mutex<HashMap<String, mpsc::Sender<Notification>>>,
     dropped_notifications: AtomicU64,
+    /// `wasp_notifications_dropped_total`.
+    pub dropped_notifications_metric: prometheus_client::metrics::counter::Counter,
     /// A frame not written within this ends the session.
     pub write_timeout: Duration,
+    /// A session that says no `Hello` within this is refused.
+    pub hello_timeout: Duration,
     /// Places for sessions (`nodes.max-sessions`).
     pub(crate) session_places: Arc<Semaphore>,
 }
@@ -220,7 +224,9 @@ impl Nodes {
             next_session: AtomicU64::new(1),
             sinks: Mutex::new(HashMap::new()),
             dropped_notifications: AtomicU64::new(0),
+            dropped_notifications_metric: Default::default(),
             write_timeout: Duration::from_millis(config.write_timeout_ms),
+            hello_timeout: Duration::from_millis(config.hello_timeout_ms),
             session_places: Arc::new(Semaphore::new(config.max_sessions)),
         }
     }
@@ -708,6 +714,7 @@ impl Nodes {
             properties,
         });
         if sent.is_err() {
+            self.dropped_notifications_metric.inc();
             let n = self.dropped_notifications.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(capture = %owner.capture_point, dropped = n, "notification output full or closed; notification dropped");
         }

@@ -1,6 +1,6 @@
 //! `GET /v1/nodes/connect`: one WebSocket per Interaction Server node.
 //!
-//! 1. The first frame must be `Hello` (within [`HELLO_TIMEOUT`]); the host
+//! 1. The first frame must be `Hello` (within `nodes.hello-timeout-ms`); the host
 //!    answers `Welcome`, or `Refused` and closes: 3000 for a malformed
 //!    Hello, 3001 for an unknown tenant, 3004 for a tenant the token does
 //!    not allow.
@@ -45,9 +45,6 @@ use crate::esp::fault::{Fault, FaultCode};
 use crate::esp::{self, FaultBody, Refused, ResponseBody, Scalar};
 use crate::kv::Kv;
 
-/// How long a new connection has to say `Hello`.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub async fn connect(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -90,7 +87,8 @@ async fn run(
 ) {
     let (mut sink, mut stream) = socket.split();
     let write_timeout = gw.nodes.write_timeout;
-    let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
+    let hello_timeout = gw.nodes.hello_timeout;
+    let first = tokio::time::timeout(hello_timeout, stream.next()).await;
     let hello = match first {
         Ok(Some(Ok(Message::Text(text)))) => read_hello(&gw, &text, grant.as_ref()),
         Ok(Some(Ok(_))) => Err((
@@ -100,7 +98,7 @@ async fn run(
         Ok(_) => return,
         Err(_) => Err((
             FaultCode::InvalidRequest,
-            format!("no Hello within {} s", HELLO_TIMEOUT.as_secs()),
+            format!("no Hello within {} ms", hello_timeout.as_millis()),
         )),
     };
     // Answers, operations and pings for this node, bounded by its window.

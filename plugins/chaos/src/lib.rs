@@ -9,7 +9,8 @@
 //! - `Spin` busy-waits `Millis` milliseconds, then answers.
 //! - `Fail` returns a component fault with `Code` and `Message`.
 //! - `Peek` reports what the sandbox lets it see: environment variables,
-//!   a file, a socket, and its `config` values.
+//!   a file, a socket (a connection to `Socket`, default 127.0.0.1:9),
+//!   and its `config` values.
 //! - `Put` / `Get` write and read the cluster's store (`Key`, `Value`).
 //! - `Fetch` GETs `Url` and returns `Status` and `Body`.
 //! - `Log` writes `Lines` warnings of `Bytes` bytes each (or `Text`) to the
@@ -73,7 +74,8 @@ impl Service for Chaos {
                     Ok(_) => "allowed".to_string(),
                     Err(e) => format!("denied: {e}"),
                 };
-                let socket = match std::net::TcpStream::connect("127.0.0.1:9") {
+                let target = req.parameters.str("Socket").unwrap_or("127.0.0.1:9");
+                let socket = match std::net::TcpStream::connect(target) {
                     Ok(_) => "allowed".to_string(),
                     Err(e) => format!("denied: {e}"),
                 };
