@@ -259,17 +259,13 @@ async fn a_request_whose_instance_traps_is_retried_on_a_fresh_instance() {
 #[tokio::test]
 async fn an_endless_loop_times_out_with_3002_and_the_instance_is_replaced() {
     let s = serve(&chaos_cluster("chaos", "instances = 1\ntimeout-ms = 300")).await;
-    let started = Instant::now();
     let (status, answer) = s.esp("chaos", "Chaos", "Loop", json!(101), json!({})).await;
-    let took = started.elapsed();
-    assert_fault(status, &answer, 504, 3002);
-    assert!(
-        took >= Duration::from_millis(300),
-        "answered before the timeout: {took:?}"
-    );
-    assert!(
-        took < Duration::from_secs(3),
-        "the deadline did not stop the loop: {took:?}"
+    assert_fault_says(
+        status,
+        &answer,
+        504,
+        3002,
+        "running; the instance was replaced",
     );
     assert_eq!(s.instance_sum("chaos", "timeouts").await, 1);
     assert_eq!(s.instance_sum("chaos", "replaced").await, 1);
@@ -326,7 +322,6 @@ async fn a_full_queue_answers_3003_at_once() {
         assert!(Instant::now() < deadline, "the queue never filled");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let started = Instant::now();
     let (status, retry, answer) = s
         .post_raw(
             "chaos",
@@ -335,10 +330,13 @@ async fn a_full_queue_answers_3003_at_once() {
         .await;
     assert_fault(status, &answer, 503, 3003);
     assert_eq!(retry.as_deref(), Some("1"), "Retry-After is set");
+    // Refused at once, not queued: the request that fills the cluster
+    // still runs, and the queue still holds its two.
     assert!(
-        started.elapsed() < Duration::from_millis(1000),
-        "refused at once, not queued"
+        !busy[0].is_finished(),
+        "answered only after the queue moved"
     );
+    assert_eq!(s.admin_cluster("chaos").await["queue"]["depth"], 2);
     for task in busy {
         assert_eq!(task.await.unwrap(), 200, "queued requests are still served");
     }

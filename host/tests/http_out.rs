@@ -4,7 +4,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
@@ -16,10 +15,8 @@ async fn peer() -> SocketAddr {
         .route("/ping", get(|| async { "pong from the peer" }))
         .route(
             "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "late"
-            }),
+            // Never answers: only a timeout ends a call to it.
+            get(std::future::pending::<&'static str>),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -70,8 +67,9 @@ async fn a_component_reaches_the_hosts_its_cluster_allows_and_no_other() {
         "not in this cluster's http.allow",
     );
 
-    // The peer's answer takes 5 s; the cluster's HTTP timeout is 300 ms.
-    let started = Instant::now();
+    // The peer never answers; the cluster's HTTP timeout (300 ms) ends the
+    // call as a component fault, well before the request's deadline
+    // (3002).
     let (status, answer) = s
         .esp(
             "chaos",
@@ -82,11 +80,6 @@ async fn a_component_reaches_the_hosts_its_cluster_allows_and_no_other() {
         )
         .await;
     assert_fault_says(status, &answer, 422, 3005, "failed");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +109,7 @@ async fn a_call_stuck_in_http_is_cut_at_the_cluster_deadline() {
         ),
     ))
     .await;
-    let started = Instant::now();
+    // The HTTP timeout (10 s) would answer 3005; the deadline answers 3002.
     let (status, answer) = s
         .esp(
             "chaos",
@@ -127,11 +120,6 @@ async fn a_call_stuck_in_http_is_cut_at_the_cluster_deadline() {
         )
         .await;
     assert_fault(status, &answer, 504, 3002);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
     let (status, _) = s.esp("chaos", "Chaos", "Echo", json!(101), json!({})).await;
     assert_eq!(status, 200, "a fresh instance serves");
 }

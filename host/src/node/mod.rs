@@ -113,6 +113,7 @@ pub struct Nodes {
     submitting: Mutex<HashSet<String>>,
     arrived: Notify,
     waiting: Semaphore,
+    waiting_bound: usize,
     next_correlation: AtomicU64,
     next_session: AtomicU64,
     sinks: Mutex<HashMap<String, mpsc::Sender<Notification>>>,
@@ -220,6 +221,7 @@ impl Nodes {
             submitting: Mutex::new(HashSet::new()),
             arrived: Notify::new(),
             waiting: Semaphore::new(config.waiting),
+            waiting_bound: config.waiting,
             next_correlation: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
             sinks: Mutex::new(HashMap::new()),
@@ -383,6 +385,12 @@ impl Nodes {
         out
     }
 
+    /// Operations waiting now, for a node or for a place in a node's
+    /// window (bounded by `nodes.waiting`).
+    pub fn waiting(&self) -> usize {
+        self.waiting_bound - self.waiting.available_permits()
+    }
+
     /// Interactions whose owner wasp remembers.
     pub fn interactions(&self) -> usize {
         lock(&self.owners).by_id.len()
@@ -490,7 +498,10 @@ impl Nodes {
         let no_node = || {
             Fault::new(
                 FaultCode::NoServer,
-                format!("no node serves tenant {tenant} and media type '{media}'"),
+                format!(
+                    "no node serves tenant {tenant} and media type '{media}' (waited {} ms for one)",
+                    self.wait_for_node.as_millis()
+                ),
             )
         };
         let Ok(_place) = self.waiting.try_acquire() else {
