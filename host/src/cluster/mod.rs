@@ -134,15 +134,16 @@ impl Cluster {
         let source = source.to_string();
         let store = match &config.store {
             None => None,
-            Some(sc) => Some(Arc::new(match &sc.persist {
-                Some(path) => {
-                    crate::store::ClusterStore::file(&base_dir.join(path), sc.max_entries)
+            Some(sc) => {
+                let limits = sc.limits(tenants.len());
+                Some(Arc::new(match &sc.persist {
+                    Some(path) => crate::store::ClusterStore::file(&base_dir.join(path), limits)
                         .with_context(|| {
                             format!("open the store {}", base_dir.join(path).display())
-                        })?
-                }
-                None => crate::store::ClusterStore::memory(sc.max_entries),
-            })),
+                        })?,
+                    None => crate::store::ClusterStore::memory(limits),
+                }))
+            }
         };
         let spec = InstanceSpec {
             cluster: Arc::from(name),
@@ -221,6 +222,11 @@ impl Cluster {
             spec,
             slots,
         })
+    }
+
+    /// The cluster's store, when granted.
+    pub fn store(&self) -> Option<&Arc<crate::store::ClusterStore>> {
+        self.spec.store.as_ref()
     }
 
     /// Whether the cluster serves this tenant.
