@@ -25,6 +25,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+/// Which stores starting a gateway opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Every store as configured: persisted ones from their files.
+    Persisted,
+    /// No file: every store is an empty one in memory with the configured
+    /// bounds (`wasp check`, which must not touch a running host's state).
+    MemoryOnly,
+}
+
 /// Longest key, in bytes.
 pub const MAX_KEY: usize = 1024;
 /// Largest value, in bytes.

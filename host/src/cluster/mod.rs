@@ -117,6 +117,7 @@ impl Cluster {
         config: &Config,
         name: &str,
         metrics: &Metrics,
+        stores: crate::store::Open,
     ) -> Result<Cluster> {
         let base_dir = &config.base_dir;
         let tenants: Vec<TenantConfig> = config.clusters[name]
@@ -136,12 +137,14 @@ impl Cluster {
             None => None,
             Some(sc) => {
                 let limits = sc.limits(tenants.len());
-                Some(Arc::new(match &sc.persist {
-                    Some(path) => crate::store::ClusterStore::file(&base_dir.join(path), limits)
-                        .with_context(|| {
-                            format!("open the store {}", base_dir.join(path).display())
-                        })?,
-                    None => crate::store::ClusterStore::memory(limits),
+                Some(Arc::new(match (&sc.persist, stores) {
+                    (Some(path), crate::store::Open::Persisted) => {
+                        crate::store::ClusterStore::file(&base_dir.join(path), limits)
+                            .with_context(|| {
+                                format!("open the store {}", base_dir.join(path).display())
+                            })?
+                    }
+                    _ => crate::store::ClusterStore::memory(limits),
                 }))
             }
         };
@@ -580,9 +583,15 @@ mod tests {
             ComponentCache::new(ComponentCache::default_dir()),
         )
         .unwrap();
-        let cluster = Cluster::start(&runtime, &config, "chaos", &Metrics::new())
-            .await
-            .unwrap();
+        let cluster = Cluster::start(
+            &runtime,
+            &config,
+            "chaos",
+            &Metrics::new(),
+            crate::store::Open::Persisted,
+        )
+        .await
+        .unwrap();
         (runtime, cluster)
     }
 
