@@ -51,13 +51,16 @@ async fn the_store_is_shared_by_instances_and_scoped_by_tenant() {
             .all(|i| i["handled"].as_u64().unwrap() > 0),
         "both instances answered: {c}"
     );
-    let (_, answer) = s
+    let (status, answer) = s
         .esp("chaos", "Chaos", "Get", json!(102), json!({"Key": "job/1"}))
         .await;
+    assert_eq!(status, 200, "the Get itself succeeds: {answer}");
+    assert_eq!(answer["Event"], "Event3rdServerResponse", "{answer}");
+    assert!(answer["Result"]["Calls"].is_i64(), "{answer}");
     assert_eq!(
         answer["Result"].get("Value"),
         None,
-        "tenant 102 never sees tenant 101's keys"
+        "tenant 102 never sees tenant 101's keys: {answer}"
     );
 }
 
