@@ -361,6 +361,34 @@ pub struct StoreConfig {
     /// Keys at most, all tenants together.
     #[serde(default = "default_max_entries")]
     pub max_entries: usize,
+    /// Keys at most of one tenant; default `max-entries` divided by the
+    /// number of tenants the cluster serves, so one tenant cannot take
+    /// another's room.
+    pub max_entries_per_tenant: Option<u64>,
+    /// Bytes (keys plus values) at most, all tenants together.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Bytes at most of one tenant; default `max-bytes` divided by the
+    /// number of tenants the cluster serves.
+    pub max_bytes_per_tenant: Option<u64>,
+}
+
+impl StoreConfig {
+    /// The store's bounds for a cluster serving `tenants` tenants.
+    pub fn limits(&self, tenants: usize) -> crate::store::Limits {
+        let tenants = tenants.max(1) as u64;
+        let max_entries = self.max_entries as u64;
+        crate::store::Limits {
+            max_entries,
+            max_bytes: self.max_bytes,
+            max_entries_per_tenant: self
+                .max_entries_per_tenant
+                .unwrap_or((max_entries / tenants).max(1)),
+            max_bytes_per_tenant: self
+                .max_bytes_per_tenant
+                .unwrap_or((self.max_bytes / tenants).max(1)),
+        }
+    }
 }
 
 /// 100 000 keys.
@@ -371,6 +399,11 @@ fn default_max_entries() -> usize {
 /// Retry after a trap.
 fn default_retry() -> bool {
     true
+}
+
+/// 64 MiB.
+fn default_max_bytes() -> u64 {
+    64 << 20
 }
 
 /// 2 instances.
@@ -678,6 +711,34 @@ impl Config {
                     1,
                     100_000_000,
                 );
+                if let Some(n) = store.max_entries_per_tenant {
+                    check_range(
+                        &mut problems,
+                        &at,
+                        "store.max-entries-per-tenant",
+                        n,
+                        1,
+                        100_000_000,
+                    );
+                }
+                check_range(
+                    &mut problems,
+                    &at,
+                    "store.max-bytes",
+                    store.max_bytes,
+                    1,
+                    1 << 40,
+                );
+                if let Some(n) = store.max_bytes_per_tenant {
+                    check_range(
+                        &mut problems,
+                        &at,
+                        "store.max-bytes-per-tenant",
+                        n,
+                        1,
+                        1 << 40,
+                    );
+                }
             }
         }
         if problems.is_empty() {

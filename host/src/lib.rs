@@ -84,6 +84,16 @@ impl Gateway {
     /// cache, instantiate, check the service type). All clusters are tried
     /// so that every problem is reported at once.
     pub async fn start(config: Config) -> Result<Gateway> {
+        Gateway::start_with(config, store::Open::Persisted).await
+    }
+
+    /// Starts everything as [`Gateway::start`] does but opens no persisted
+    /// store: each cluster gets an empty store in memory (`wasp check`).
+    pub async fn start_for_check(config: Config) -> Result<Gateway> {
+        Gateway::start_with(config, store::Open::MemoryOnly).await
+    }
+
+    async fn start_with(config: Config, stores: store::Open) -> Result<Gateway> {
         let pool = pool_size(&config);
         let cache = if config.runtime.no_cache {
             ComponentCache::new(None)
@@ -102,7 +112,7 @@ impl Gateway {
         let mut clusters = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, cc) in &config.clusters {
-            let started = Cluster::start(&runtime, &config, name, &metrics).await;
+            let started = Cluster::start(&runtime, &config, name, &metrics, stores).await;
             match started {
                 Ok(cluster) => {
                     tracing::info!(

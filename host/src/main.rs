@@ -275,7 +275,9 @@ fn try_line(gw: &Gateway, addr: SocketAddr) -> Option<String> {
 
 async fn check(path: PathBuf) -> Result<()> {
     let config = load(&path)?;
-    let gw = Gateway::start(config)
+    // A running host may hold the stores' files: check opens none (and
+    // so creates none); each cluster gets an empty store in memory.
+    let gw = Gateway::start_for_check(config)
         .await
         .context("the config does not start")?;
     for cluster in gw.clusters.values() {
@@ -302,6 +304,15 @@ async fn check(path: PathBuf) -> Result<()> {
                 ""
             }
         );
+        if let Some(store) = &gw.config.clusters[&*cluster.name].store {
+            match &store.persist {
+                Some(file) => println!(
+                    "  store: {} not opened (check touches no state)",
+                    gw.config.base_dir.join(file).display()
+                ),
+                None => println!("  store: in memory"),
+            }
+        }
     }
     println!("{}: OK", path.display());
     Ok(())

@@ -161,6 +161,50 @@ fn a_second_start_loads_compiled_code_from_the_cache() {
     assert!(second.contains("[compiled code from cache]"), "{second}");
 }
 
+#[test]
+fn check_opens_no_store_file_so_a_running_host_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = dir.path().join("held.redb");
+    let absent = dir.path().join("absent.redb");
+    let path = write_config(
+        &dir,
+        r#"
+        [clusters.fax]
+        service = "Fax"
+        component = "builtin:fax"
+        tenants = [101]
+        [clusters.fax.store]
+        persist = "held.redb"
+
+        [clusters.im]
+        service = "IM"
+        component = "builtin:im"
+        tenants = [101]
+        [clusters.im.store]
+        persist = "absent.redb"
+        "#,
+    );
+    // A running host holds its store's file (and its lock).
+    let running = wasp::store::ClusterStore::file(&held, wasp::store::Limits::entries(10)).unwrap();
+    running.set(101, "fax/1", b"Queued", None).unwrap();
+    let out = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("store: {} not opened", held.display())),
+        "{stdout}"
+    );
+    assert!(!absent.exists(), "check created a store file");
+    assert_eq!(
+        running.get(101, "fax/1").unwrap().as_deref(),
+        Some(&b"Queued"[..])
+    );
+}
+
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_fax_request_is_answered_and_its_job_can_be_looked_up() {
-    let s = serve(FAX_AND_IM).await;
+    // With a store, GetFaxStatus looks the job up there.
+    let s = serve(&format!("{FAX_AND_IM}\n[clusters.fax.store]\n")).await;
     let body = json!({
         "ReferenceId": 77,
         "Request": {"Service": "Fax", "Method": "SendFax", "Version": "1.0", "TenantId": 101,
@@ -44,6 +45,12 @@ async fn a_fax_request_is_answered_and_its_job_can_be_looked_up() {
         assert_eq!(answer["Result"]["FaxJobId"], job.as_str());
         assert_eq!(answer["Result"]["Status"], "Queued");
     }
+    let record = s.gw.clusters["fax"]
+        .store()
+        .unwrap()
+        .get(101, &format!("fax/{job}"))
+        .unwrap();
+    assert_eq!(record.as_deref(), Some(&b"Queued"[..]), "the job's record");
     // A mistyped job id is the component's fault, with its own code.
     let (status, answer) = s
         .esp(
@@ -55,6 +62,31 @@ async fn a_fax_request_is_answered_and_its_job_can_be_looked_up() {
         )
         .await;
     assert_fault(status, &answer, 422, 3005);
+    assert_eq!(answer["ComponentFaultCode"], 4);
+    // A well-formed id of tenant 101 that this cluster never issued (it
+    // comes from another gateway) is not found: the job is looked up.
+    let other = serve(FAX_AND_IM).await;
+    let (status, answer) = other
+        .esp(
+            "fax",
+            "Fax",
+            "SendFax",
+            json!(101),
+            json!({"To": "+14155550100", "Document": "x"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let foreign = answer["Result"]["FaxJobId"].as_str().unwrap();
+    let (status, answer) = s
+        .esp(
+            "fax",
+            "Fax",
+            "GetFaxStatus",
+            json!(101),
+            json!({"FaxJobId": foreign}),
+        )
+        .await;
+    assert_fault_says(status, &answer, 422, 3005, "no fax job");
     assert_eq!(answer["ComponentFaultCode"], 4);
 }
 

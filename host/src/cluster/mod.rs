@@ -146,6 +146,7 @@ impl Cluster {
         config: &Config,
         name: &str,
         metrics: &Metrics,
+        stores: crate::store::Open,
     ) -> Result<Cluster> {
         let base_dir = &config.base_dir;
         let result_bytes = config.server.max_body_bytes;
@@ -164,15 +165,18 @@ impl Cluster {
         let source = source.to_string();
         let store = match &config.store {
             None => None,
-            Some(sc) => Some(Arc::new(match &sc.persist {
-                Some(path) => {
-                    crate::store::ClusterStore::file(&base_dir.join(path), sc.max_entries)
-                        .with_context(|| {
-                            format!("open the store {}", base_dir.join(path).display())
-                        })?
-                }
-                None => crate::store::ClusterStore::memory(sc.max_entries),
-            })),
+            Some(sc) => {
+                let limits = sc.limits(tenants.len());
+                Some(Arc::new(match (&sc.persist, stores) {
+                    (Some(path), crate::store::Open::Persisted) => {
+                        crate::store::ClusterStore::file(&base_dir.join(path), limits)
+                            .with_context(|| {
+                                format!("open the store {}", base_dir.join(path).display())
+                            })?
+                    }
+                    _ => crate::store::ClusterStore::memory(limits),
+                }))
+            }
         };
         let spec = InstanceSpec {
             cluster: Arc::from(name),
@@ -283,6 +287,11 @@ impl Cluster {
             )));
         }
         Ok(())
+    }
+
+    /// The cluster's store, when granted.
+    pub fn store(&self) -> Option<&Arc<crate::store::ClusterStore>> {
+        self.spec.store.as_ref()
     }
 
     /// Whether the cluster serves this tenant.
@@ -746,9 +755,15 @@ mod tests {
             ComponentCache::new(None),
         )
         .unwrap();
-        let cluster = Cluster::start(&runtime, &config, "chaos", &Metrics::new())
-            .await
-            .unwrap();
+        let cluster = Cluster::start(
+            &runtime,
+            &config,
+            "chaos",
+            &Metrics::new(),
+            crate::store::Open::Persisted,
+        )
+        .await
+        .unwrap();
         (runtime, cluster)
     }
 

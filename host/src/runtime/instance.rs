@@ -189,22 +189,47 @@ impl HostState {
 impl bindings::wasp::esp::store::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
         let (store, tenant) = self.store()?;
-        store.get(tenant, &key)
+        Ok(store.get(tenant, &key)?)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         let (store, tenant) = self.store()?;
-        store.set(tenant, &key, &value)
+        Ok(store.set(tenant, &key, &value, None)?)
     }
 
     fn delete(&mut self, key: String) -> Result<bool, String> {
         let (store, tenant) = self.store()?;
-        store.delete(tenant, &key)
+        Ok(store.delete(tenant, &key)?)
     }
 
     fn keys(&mut self, prefix: String) -> Result<Vec<String>, String> {
         let (store, tenant) = self.store()?;
-        store.keys(tenant, &prefix)
+        Ok(store.keys(tenant, &prefix)?)
+    }
+
+    fn set_with_ttl(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_seconds: u32,
+    ) -> Result<(), String> {
+        let (store, tenant) = self.store()?;
+        Ok(store.set(tenant, &key, &value, Some(ttl_seconds))?)
+    }
+
+    fn increment(&mut self, key: String, delta: i64) -> Result<i64, String> {
+        let (store, tenant) = self.store()?;
+        Ok(store.increment(tenant, &key, delta)?)
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    ) -> Result<bool, String> {
+        let (store, tenant) = self.store()?;
+        Ok(store.compare_and_swap(tenant, &key, expected.as_deref(), &new)?)
     }
 }
 

@@ -11,7 +11,11 @@
 //! - `Peek` reports what the sandbox lets it see: environment variables,
 //!   a file, a socket (a connection to `Socket`, default 127.0.0.1:9),
 //!   and its `config` values.
-//! - `Put` / `Get` write and read the cluster's store (`Key`, `Value`).
+//! - `Put` / `Get` write and read the cluster's store (`Key`, `Value`;
+//!   `Put` with `Seconds` sets a TTL).
+//! - `Incr` adds `Delta` to `Key` (`Value`: the sum); `Cas` sets `Key` to
+//!   `Value` if it holds `Expected` (absent: the key must be absent)
+//!   (`Swapped`: 1 or 0).
 //! - `Fetch` GETs `Url` and returns `Status` and `Body`.
 //! - `Log` writes `Lines` warnings of `Bytes` bytes each (or `Text`) to the
 //!   host's log.
@@ -31,8 +35,8 @@ impl Service for Chaos {
     const SERVICE_TYPE: &'static str = "Chaos";
     const VERSION: &'static str = "1.0";
     const METHODS: &'static [&'static str] = &[
-        "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get", "Fetch",
-        "Log", "Deep", "Wide",
+        "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get", "Incr",
+        "Cas", "Fetch", "Log", "Deep", "Wide",
     ];
 
     fn handle(req: Request) -> Result<Kv, Fault> {
@@ -92,8 +96,27 @@ impl Service for Chaos {
             "Put" => {
                 let key = req.parameters.require_str("Key")?;
                 let value = req.parameters.require_str("Value")?;
-                wasp_sdk::store::set_str(key, value)?;
+                match req.parameters.int("Seconds") {
+                    Some(s) => wasp_sdk::store::set_str_with_ttl(
+                        key,
+                        value,
+                        u32::try_from(s).unwrap_or(0),
+                    )?,
+                    None => wasp_sdk::store::set_str(key, value)?,
+                }
                 Ok(Kv::new().with("Calls", calls as i64))
+            }
+            "Incr" => {
+                let key = req.parameters.require_str("Key")?;
+                let delta = req.parameters.require_int("Delta")?;
+                Ok(Kv::new().with("Value", wasp_sdk::store::increment(key, delta)?))
+            }
+            "Cas" => {
+                let key = req.parameters.require_str("Key")?;
+                let expected = req.parameters.str("Expected").map(str::as_bytes);
+                let value = req.parameters.require_str("Value")?;
+                let swapped = wasp_sdk::store::compare_and_swap(key, expected, value.as_bytes())?;
+                Ok(Kv::new().with("Swapped", i64::from(swapped)))
             }
             "Get" => {
                 let key = req.parameters.require_str("Key")?;

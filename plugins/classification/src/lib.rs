@@ -14,6 +14,16 @@
 //! - `screening.<tenant id>`: one rule per line, `name|id|kind|value`, kind
 //!   `word` (whole word, case-insensitive), `phrase` (case-insensitive
 //!   substring) or `regex`.
+//! - `max-examples`: examples `Train` keeps per tenant, default 1000 (at
+//!   most 10 000); one more is a fault.
+//! - `max-example-bytes`: `Category` plus `Text` of one example, in bytes,
+//!   default 4096 (at most 65 536); a bigger one is a fault.
+//!
+//! Store layout, per tenant: `train/count` is the number of example slots
+//! taken (an atomic counter), `train/NNNNNNNN` the example in slot N
+//! (`Category` TAB `Text`). A model is the base plus at most
+//! `max-examples` examples of at most `max-example-bytes`, so `Classify`
+//! reads a bounded amount.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -138,24 +148,89 @@ fn base() -> &'static Model {
     })
 }
 
+/// Where `Train` counts the tenant's example slots.
+const COUNT: &str = "train/count";
+
+/// The store key of example slot `index` (0-based).
+fn example_key(index: i64) -> String {
+    format!("train/{index:08}")
+}
+
+/// How much `Train` keeps per tenant.
+struct TrainLimits {
+    examples: i64,
+    example_bytes: usize,
+}
+
+impl TrainLimits {
+    fn from_config() -> Result<TrainLimits, Fault> {
+        Ok(TrainLimits {
+            examples: config_number("max-examples", 1000, 10_000)? as i64,
+            example_bytes: config_number("max-example-bytes", 4096, 65_536)? as usize,
+        })
+    }
+}
+
+/// A positive number from config, at most `max`, or `default`.
+fn config_number(name: &str, default: u64, max: u64) -> Result<u64, Fault> {
+    match config::get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                Fault::new(
+                    codes::INTERNAL,
+                    format!("config {name} '{v}' is not a number from 1 to {max}"),
+                )
+            }),
+    }
+}
+
+/// Slots the tenant's examples took so far.
+fn example_count() -> Result<i64, Fault> {
+    Ok(store::get_str(COUNT)?
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0))
+}
+
 /// The tenant's model: the base plus what `Train` stored for the tenant.
-fn model_for_tenant() -> Result<std::borrow::Cow<'static, Model>, Fault> {
+fn model_for_tenant(limits: &TrainLimits) -> Result<std::borrow::Cow<'static, Model>, Fault> {
     if !store::granted() {
         return Ok(std::borrow::Cow::Borrowed(base()));
     }
-    let keys = store::keys("train/")?;
-    if keys.is_empty() {
+    let count = example_count()?.min(limits.examples);
+    if count <= 0 {
         return Ok(std::borrow::Cow::Borrowed(base()));
     }
     let mut model = base().clone();
-    for key in keys {
-        if let Some(example) = store::get_str(&key)?
+    for index in 0..count {
+        // A slot whose write failed stays empty; an example bigger than
+        // the limit (kept by an older version) is left out.
+        if let Some(example) = store::get_str(&example_key(index))?
+            && example.len() <= limits.example_bytes + 1
             && let Some((category, text)) = example.split_once('\t')
         {
             model.add(category, text);
         }
     }
     Ok(std::borrow::Cow::Owned(model))
+}
+
+/// Examples stored before the slots were counted (`train/NNNNNNNN` with
+/// no `train/count`) keep their slots: the counter starts after them.
+fn count_older_examples() -> Result<(), Fault> {
+    if store::get(COUNT)?.is_some() {
+        return Ok(());
+    }
+    let older = store::keys("train/")?.len();
+    if older > 0 {
+        // Whoever does this first wins; the others find the counter set.
+        store::compare_and_swap(COUNT, None, older.to_string().as_bytes())?;
+    }
+    Ok(())
 }
 
 fn category_ids() -> HashMap<String, String> {
@@ -197,7 +272,7 @@ fn classify(req: &Request) -> Result<Kv, Fault> {
         })?,
         None => 10,
     };
-    let model = model_for_tenant()?;
+    let model = model_for_tenant(&TrainLimits::from_config()?)?;
     let ids = category_ids();
     let mut categories = Kv::new();
     let mut category_ids = Kv::new();
@@ -322,20 +397,47 @@ fn train(req: &Request) -> Result<Kv, Fault> {
     if category.contains('\t') {
         return Err(Fault::invalid("Category", "must not contain tabs"));
     }
+    if category.trim().is_empty() {
+        return Err(Fault::invalid("Category", "is empty"));
+    }
+    let limits = TrainLimits::from_config()?;
+    let size = category.len() + text.len();
+    if size > limits.example_bytes {
+        return Err(Fault::invalid(
+            "Text",
+            format!(
+                "the example (Category and Text) is {size} bytes, more than the {} one example \
+                 may have (config max-example-bytes)",
+                limits.example_bytes
+            ),
+        ));
+    }
     if !store::granted() {
         return Err(Fault::new(
             codes::INTERNAL,
             "Train needs the store: add [clusters.<name>.store] to the config",
         ));
     }
-    let n = store::keys("train/")?.len();
+    count_older_examples()?;
+    // The counter hands every Train its own slot, whichever instance runs it.
+    let n = store::increment(COUNT, 1)?;
+    if n > limits.examples {
+        // Give the slot back: slots past the limit are never written.
+        store::increment(COUNT, -1)?;
+        return Err(Fault::new(
+            codes::LIMIT_REACHED,
+            format!(
+                "tenant {} has {} training examples, the most it may have (config \
+                 max-examples); this one was not added",
+                req.tenant.id, limits.examples
+            ),
+        ));
+    }
     store::set_str(
-        &format!("train/{n:08}"),
+        &example_key(n - 1),
         &format!("{category}\t{}", text.replace('\t', " ")),
     )?;
-    Ok(Kv::new()
-        .with("Trained", 1)
-        .with("Examples", (n + 1) as i64))
+    Ok(Kv::new().with("Trained", 1).with("Examples", n))
 }
 
 wasp_sdk::export!(Classification);

@@ -6,10 +6,18 @@
 //! the job's status, and `GetFaxStatus` asks `GET {gateway-url}/{job}`.
 //! Without a gateway, jobs are accepted and stay `Queued`.
 //! With the store granted (`[clusters.<name>.store]`) each job's status is
-//! kept there, shared by all instances and scoped by tenant. Without it,
-//! job ids are self-describing (`FAX-<tenant>-<serial>-<check>`), so any
-//! instance can still answer `GetFaxStatus`; either way a tenant never
-//! reads another tenant's job.
+//! kept there, shared by all instances and scoped by tenant, for
+//! `job-ttl-seconds` (config, default 7 days) after its last change. The
+//! record is written before the job goes to the gateway: when the store
+//! refuses it (full), the answer is a fault and nothing was sent, so a
+//! retry cannot send the fax twice. Once the gateway took the job the
+//! answer is a success even if the status could not be updated (logged
+//! as a warning). Without the store, job ids are self-describing
+//! (`FAX-<tenant>-<serial>-<check>`), so any instance can still answer
+//! `GetFaxStatus`; either way a tenant never reads another tenant's job.
+//!
+//! Every job id is new: the gateway gets it as `job` and may use it to
+//! drop a job it has already taken.
 
 use wasp_sdk::{Fault, Kv, Request, Service, Value, codes, config, http, store, validate};
 
@@ -63,12 +71,32 @@ fn send_fax(req: &Request) -> Result<Kv, Fault> {
     let serial = next_serial();
     let job = job_id(req.tenant.id, serial);
     let from = p.optional_str("From")?.unwrap_or_default();
-    let status = match config::get("gateway-url") {
-        Some(gateway) => deliver(&gateway, &job, to, from, document)?,
-        None => "Queued".to_string(),
+    let record = format!("fax/{job}");
+    let kept = if store::granted() {
+        let ttl = job_ttl()?;
+        // The record first: if the store refuses it, nothing was sent.
+        store::set_str_with_ttl(&record, QUEUED, ttl)?;
+        Some(ttl)
+    } else {
+        None
     };
-    if store::granted() {
-        store::set_str(&format!("fax/{job}"), &status)?;
+    let status = match config::get("gateway-url") {
+        Some(gateway) => match deliver(&gateway, &job, to, from, document) {
+            Ok(status) => status,
+            Err(fault) => {
+                // Not sent, and the caller gets no job id: drop the record.
+                if kept.is_some() {
+                    let _ = store::delete(&record);
+                }
+                return Err(fault);
+            }
+        },
+        None => QUEUED.to_string(),
+    };
+    if let Some(ttl) = kept
+        && status != QUEUED
+    {
+        keep_status(&record, &job, &status, ttl);
     }
     wasp_sdk::log::info("fax queued", &[("job", &job), ("to", to)]);
     Ok(Kv::new()
@@ -95,7 +123,7 @@ fn get_fax_status(req: &Request) -> Result<Kv, Fault> {
         let answer = gateway_answer(&response)?;
         let status = answer["status"].as_str().unwrap_or("Unknown").to_string();
         if store::granted() {
-            store::set_str(&format!("fax/{job}"), &status)?;
+            keep_status(&format!("fax/{job}"), job, &status, job_ttl()?);
         }
         return Ok(Kv::new().with("FaxJobId", job).with("Status", status));
     }
@@ -108,6 +136,44 @@ fn get_fax_status(req: &Request) -> Result<Kv, Fault> {
         }
     };
     Ok(Kv::new().with("FaxJobId", job).with("Status", status))
+}
+
+/// A job's status before the gateway reports one.
+const QUEUED: &str = "Queued";
+
+/// How long a job's record is kept after its last change: 7 days.
+const DEFAULT_JOB_TTL: u32 = 7 * 24 * 60 * 60;
+
+/// Config `job-ttl-seconds`, or the default.
+fn job_ttl() -> Result<u32, Fault> {
+    match config::get("job-ttl-seconds") {
+        None => Ok(DEFAULT_JOB_TTL),
+        Some(t) => t
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or_else(|| {
+                Fault::new(
+                    codes::INTERNAL,
+                    format!(
+                        "config job-ttl-seconds '{t}' is not a number of seconds from 1 to {}",
+                        u32::MAX
+                    ),
+                )
+            }),
+    }
+}
+
+/// Records the gateway's status for a job it has taken. The answer does
+/// not depend on it (the gateway has the job), so a failure is a warning.
+fn keep_status(record: &str, job: &str, status: &str, ttl: u32) {
+    if let Err(fault) = store::set_str_with_ttl(record, status, ttl) {
+        wasp_sdk::log::warn(
+            "fax job status not kept",
+            &[("job", job), ("status", status), ("error", &fault.message)],
+        );
+    }
 }
 
 /// Fault code: the fax gateway refused or failed.

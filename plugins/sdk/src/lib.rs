@@ -56,6 +56,9 @@ pub mod codes {
     pub const UNKNOWN_METHOD: i32 = 3;
     /// The thing asked about does not exist.
     pub const NOT_FOUND: i32 = 4;
+    /// A bound was reached: the cluster's store is full for the tenant,
+    /// or a limit of the component's own. The message says which.
+    pub const LIMIT_REACHED: i32 = 5;
     /// Anything else went wrong inside the component.
     pub const INTERNAL: i32 = 100;
 }
@@ -295,12 +298,26 @@ pub mod validate {
 /// The cluster's key-value store (`wasp:esp/store`): shared by every
 /// instance of the cluster, scoped to the tenant of the request being
 /// handled. Granted by `[clusters.<name>.store]`; check with [`granted`].
+///
+/// Errors become faults: a bound of the store that was reached (its
+/// message starts with `store: full:` and names the setting) is
+/// [`codes::LIMIT_REACHED`](crate::codes::LIMIT_REACHED), anything else
+/// [`codes::INTERNAL`](crate::codes::INTERNAL).
 pub mod store {
     use crate::bindings::wasp::esp::store as wit_store;
     use crate::{Fault, codes};
 
     fn fault(e: String) -> Fault {
-        Fault::new(codes::INTERNAL, e)
+        if is_full(&e) {
+            Fault::new(codes::LIMIT_REACHED, e)
+        } else {
+            Fault::new(codes::INTERNAL, e)
+        }
+    }
+
+    /// Whether a store error says a bound was reached.
+    pub fn is_full(error: &str) -> bool {
+        error.starts_with("store: full:")
     }
 
     /// Whether the cluster grants the store.
@@ -317,12 +334,22 @@ pub mod store {
         Ok(get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Sets the value; it stays until deleted.
     pub fn set(key: &str, value: &[u8]) -> Result<(), Fault> {
         wit_store::set(key, value).map_err(fault)
     }
 
     pub fn set_str(key: &str, value: &str) -> Result<(), Fault> {
         set(key, value.as_bytes())
+    }
+
+    /// Sets the value, which expires `ttl_seconds` (at least 1) from now.
+    pub fn set_with_ttl(key: &str, value: &[u8], ttl_seconds: u32) -> Result<(), Fault> {
+        wit_store::set_with_ttl(key, value, ttl_seconds).map_err(fault)
+    }
+
+    pub fn set_str_with_ttl(key: &str, value: &str, ttl_seconds: u32) -> Result<(), Fault> {
+        set_with_ttl(key, value.as_bytes(), ttl_seconds)
     }
 
     /// Whether the key existed.
@@ -333,5 +360,34 @@ pub mod store {
     /// Keys starting with `prefix`, sorted, at most 1000.
     pub fn keys(prefix: &str) -> Result<Vec<String>, Fault> {
         wit_store::keys(prefix).map_err(fault)
+    }
+
+    /// Adds `delta` to the integer under the key (a missing key counts as
+    /// 0) and returns the sum, atomically across the cluster's instances.
+    pub fn increment(key: &str, delta: i64) -> Result<i64, Fault> {
+        wit_store::increment(key, delta).map_err(fault)
+    }
+
+    /// Sets the key to `new` if it holds `expected` (`None`: absent),
+    /// atomically; returns whether it did.
+    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool, Fault> {
+        wit_store::compare_and_swap(key, expected, new).map_err(fault)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use crate::codes;
+
+        #[test]
+        fn a_bound_of_the_store_is_a_limit_fault_and_the_rest_internal() {
+            let full = super::fault(
+                "store: full: tenant 101 has 10 keys, its limit (store.max-entries-per-tenant)"
+                    .into(),
+            );
+            assert_eq!(full.code, codes::LIMIT_REACHED);
+            assert!(full.message.contains("store.max-entries-per-tenant"));
+            let other = super::fault("store: keys are 1 to 1024 bytes".into());
+            assert_eq!(other.code, codes::INTERNAL);
+        }
     }
 }
