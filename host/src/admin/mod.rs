@@ -94,3 +94,24 @@ pub async fn nodes(State(gw): State<Arc<Gateway>>) -> Json<Vec<crate::node::Node
 pub async fn clusters(State(gw): State<Arc<Gateway>>) -> Json<Vec<ClusterSnapshot>> {
     Json(gw.clusters.values().map(|c| c.snapshot()).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_names_the_clusters_without_a_live_instance() {
+        let text = "[runtime]\nno-cache = true\n[[tenants]]\nid = 101\nname = \"T\"\n\
+            [clusters.echo]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\ntenants = [101]\n\
+            [clusters.other]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\ntenants = [101]\n";
+        let config = crate::config::Config::parse(text, std::path::Path::new(".")).unwrap();
+        let gw = Arc::new(Gateway::start(config).await.unwrap());
+        let ready = readyz(State(gw.clone())).await;
+        assert_eq!(ready.status(), StatusCode::OK);
+        gw.clusters["echo"].lose_all_instances();
+        let ready = readyz(State(gw.clone())).await;
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(ready.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"no live instance in cluster(s): echo\n");
+    }
+}

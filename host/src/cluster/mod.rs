@@ -304,6 +304,15 @@ impl Cluster {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Marks every instance as lost, as when replacements cannot be made
+    /// (tests of what readiness reports).
+    #[cfg(test)]
+    pub(crate) fn lose_all_instances(&self) {
+        for slot in &self.slots {
+            slot.live.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Instances alive now.
     pub fn live_instances(&self) -> usize {
         self.slots

@@ -224,15 +224,32 @@ mod tests {
         let cache = ComponentCache::new(Some(dir.path().to_path_buf()))
             .with_max_bytes(size(echo) + size(fax));
 
+        // Entries are aged by hand (their use time is their mtime), so the
+        // order does not depend on how fast this runs.
+        let age = |sha: &str, seconds: u64| {
+            let entry = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(sha))
+                })
+                .unwrap();
+            std::fs::File::options()
+                .append(true)
+                .open(entry)
+                .unwrap()
+                .set_modified(SystemTime::now() - Duration::from_secs(seconds))
+                .unwrap();
+        };
         let (_, echo_sha, hit) = cache.get_or_compile(&engine, echo).unwrap();
         assert!(!hit);
-        std::thread::sleep(Duration::from_millis(20));
+        age(&echo_sha, 30);
         let (_, im_sha, _) = cache.get_or_compile(&engine, im).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        // A hit makes echo the most recently used one.
+        age(&im_sha, 20);
+        // A hit makes echo the most recently used one (its mtime now).
         let (_, _, hit) = cache.get_or_compile(&engine, echo).unwrap();
         assert!(hit);
-        std::thread::sleep(Duration::from_millis(20));
         let (_, fax_sha, _) = cache.get_or_compile(&engine, fax).unwrap();
         let names = cwasm_files(dir.path());
         let holds = |sha: &str| names.iter().any(|n| n.starts_with(sha));

@@ -58,9 +58,13 @@ impl LogLimit {
     /// Whether one more line may be written now: `Some(n)` with the lines
     /// dropped since the last one written, or `None` to drop this one.
     pub fn admit(&self) -> Option<u64> {
+        self.admit_at(Instant::now())
+    }
+
+    /// [`admit`](Self::admit) as of `now`.
+    fn admit_at(&self, now: Instant) -> Option<u64> {
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.per_second);
         bucket.refilled = now;
         if bucket.tokens >= 1.0 {
@@ -75,8 +79,6 @@ impl LogLimit {
     }
 }
 
-/// `text` cut to at most `max` bytes (on a character boundary), saying how
-/// much was cut.
 /// Text a peer gave (a plugin, a node, a client), made safe for a log
 /// line: control characters are written as escapes (`\n`, `\u{1b}`), so
 /// a newline in a message cannot start a forged line of its own.
@@ -95,6 +97,8 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary), saying how
+/// much was cut.
 pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
         return Cow::Borrowed(text);
@@ -126,14 +130,17 @@ mod tests {
     #[test]
     fn a_burst_beyond_the_budget_is_dropped_and_counted() {
         let limit = LogLimit::unmetered(10);
-        let admitted = (0..100).filter(|_| limit.admit().is_some()).count();
+        let start = Instant::now();
+        let admitted = (0..100).filter(|_| limit.admit_at(start).is_some()).count();
         assert_eq!(admitted, 10);
         assert_eq!(limit.suppressed.get(), 90);
-        std::thread::sleep(std::time::Duration::from_millis(150));
-        // About one token per 100 ms came back; the next line reports the
+        // One token per 100 ms comes back; the next line reports the
         // dropped ones.
-        assert_eq!(limit.admit(), Some(90));
+        let later = start + std::time::Duration::from_millis(150);
+        assert_eq!(limit.admit_at(later), Some(90));
+        assert_eq!(limit.admit_at(later), None);
         assert_eq!(limit.written.get(), 11);
+        assert_eq!(limit.suppressed.get(), 91);
     }
 
     #[test]
