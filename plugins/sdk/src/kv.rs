@@ -212,19 +212,18 @@ fn build(lists: &mut [Option<Vec<wit::Pair>>], index: usize, parent: usize) -> K
 fn flatten(kv: Kv, lists: &mut Vec<Vec<wit::Pair>>) -> u32 {
     let index = lists.len();
     lists.push(Vec::new());
-    let pairs = kv
-        .0
-        .into_iter()
-        .map(|(key, value)| {
-            let value = match value {
-                Value::Int(i) => wit::Value::Int(i),
-                Value::Str(s) => wit::Value::Str(s),
-                Value::Binary(b) => wit::Value::Binary(b),
-                Value::List(l) => wit::Value::Nested(flatten(l, lists)),
-            };
-            wit::Pair { key, value }
-        })
-        .collect();
+    let pairs =
+        kv.0.into_iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    Value::Int(i) => wit::Value::Int(i),
+                    Value::Str(s) => wit::Value::Str(s),
+                    Value::Binary(b) => wit::Value::Binary(b),
+                    Value::List(l) => wit::Value::Nested(flatten(l, lists)),
+                };
+                wit::Pair { key, value }
+            })
+            .collect();
     lists[index] = pairs;
     index as u32
 }
