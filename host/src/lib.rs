@@ -25,6 +25,7 @@
 //! - [`esp`]: the ESP ingress and the fault codes.
 //! - [`admin`]: health, readiness, metrics, admin API.
 //! - [`auth`]: bearer tokens and roles.
+//! - [`listener`]: the HTTP listener: connection cap and timeouts.
 //! - [`node`]: Interaction Server node sessions, the node router, node-sim.
 //! - [`bench`]: the load generator behind `wasp bench`.
 
@@ -37,6 +38,7 @@ pub mod config;
 pub mod demo;
 pub mod esp;
 pub mod kv;
+pub mod listener;
 pub mod node;
 pub mod runtime;
 pub mod store;
@@ -175,21 +177,15 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
-/// Serves `app` until `shutdown` is cancelled, then drains in-flight
-/// requests.
+/// Serves `app` until `shutdown` is cancelled, then closes node sessions
+/// and drains in-flight requests; connections are bounded and timed as
+/// `[server]` says (see [`listener`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gw: Arc<Gateway>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let nodes = gw.clone();
-    axum::serve(listener, app(gw))
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            // WebSocket sessions outlive graceful HTTP shutdown: close them
-            // so nodes fail over to another host.
-            nodes.nodes.close_all();
-        })
+    listener::serve(listener, gw, shutdown)
         .await
         .context("serve HTTP")
 }

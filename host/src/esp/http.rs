@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::fault::{Fault, FaultCode};
 use super::{FaultBody, Refused, ResponseBody};
 use crate::Gateway;
+use crate::admin::metrics::Limit;
 use crate::config::Role;
 
 pub async fn handle(
@@ -27,9 +28,37 @@ pub async fn handle(
             return Refused::new(fault).into_response();
         }
     };
-    let bytes = match axum::body::to_bytes(body, gw.config.server.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
+    let server = &gw.config.server;
+    let read = tokio::time::timeout(
+        server.body_read_timeout(),
+        axum::body::to_bytes(body, server.max_body_bytes),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Err(_elapsed) => {
+            gw.metrics.http.hit(
+                Limit::BodyReadTimeout,
+                format_args!(
+                    "answered 408 and closed the connection: the request body to /v1/esp/{cluster} \
+                     did not arrive within server.body-read-timeout-ms ({})",
+                    server.body_read_timeout_ms
+                ),
+            );
+            let mut response = Refused::new(Fault {
+                status: StatusCode::REQUEST_TIMEOUT,
+                ..Fault::invalid(format!(
+                    "the request body did not arrive within {} ms (server.body-read-timeout-ms)",
+                    server.body_read_timeout_ms
+                ))
+            })
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        Ok(Err(_)) => {
             return Refused::new(Fault::invalid(format!(
                 "the request body is larger than {} bytes",
                 gw.config.server.max_body_bytes

@@ -13,6 +13,7 @@
 //! - `Put` / `Get` write and read the cluster's store (`Key`, `Value`).
 //! - `Fetch` GETs `Url` and returns `Status` and `Body`.
 //! - `Log` writes `Lines` warnings of `Bytes` bytes each to the host's log.
+//! - `Big` answers a `Text` of `Bytes` bytes (a large answer).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ impl Service for Chaos {
     const VERSION: &'static str = "1.0";
     const METHODS: &'static [&'static str] = &[
         "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get", "Fetch",
-        "Log",
+        "Log", "Big",
     ];
 
     fn handle(req: Request) -> Result<Kv, Fault> {
@@ -103,6 +104,10 @@ impl Service for Chaos {
                 Ok(Kv::new()
                     .with("Status", i64::from(response.status))
                     .with("Body", response.text()))
+            }
+            "Big" => {
+                let bytes = req.parameters.require_int("Bytes")?.max(0) as usize;
+                Ok(Kv::new().with("Text", "x".repeat(bytes)))
             }
             "Log" => {
                 let lines = req.parameters.require_int("Lines")?;
