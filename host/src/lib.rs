@@ -26,6 +26,8 @@
 //! - [`admin`]: health, readiness, metrics, admin API.
 //! - [`auth`]: bearer tokens and roles.
 //! - [`listener`]: the HTTP listener: connection cap and timeouts.
+//! - [`loopback`]: without tokens, keeps web pages out (Host, Origin,
+//!   Content-Type).
 //! - [`node`]: Interaction Server node sessions, the node router, node-sim.
 //! - [`bench`]: the load generator behind `wasp bench`.
 
@@ -39,6 +41,7 @@ pub mod demo;
 pub mod esp;
 pub mod kv;
 pub mod listener;
+pub mod loopback;
 pub mod node;
 pub mod runtime;
 pub mod store;
@@ -167,13 +170,22 @@ pub fn app(gw: Arc<Gateway>) -> Router {
             gw.clone(),
             admin::require_admin,
         ));
+    // The JSON check runs for POST only: another method is answered 405.
+    let esp = post(esp::http::handle).route_layer(axum::middleware::from_fn_with_state(
+        gw.clone(),
+        loopback::require_json,
+    ));
     Router::new()
-        .route("/v1/esp/{cluster}", post(esp::http::handle))
+        .route("/v1/esp/{cluster}", esp)
         .route("/v1/nodes/connect", get(node::session::connect))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
         .merge(admin)
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            loopback::require_loopback,
+        ))
         .with_state(gw)
 }
 
