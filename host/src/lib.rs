@@ -186,6 +186,7 @@ pub fn app(gw: Arc<Gateway>) -> Router {
             gw.clone(),
             loopback::require_loopback,
         ))
+        .layer(axum::middleware::from_fn(esp::http::fault_bodies))
         .with_state(gw)
 }
 

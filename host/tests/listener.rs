@@ -286,3 +286,42 @@ async fn a_node_session_outlives_the_http_timeouts() {
     let text = s.metrics().await;
     assert!(metric(&text, OPEN) >= 1.0, "{text}");
 }
+
+#[tokio::test]
+async fn errors_the_http_stack_answers_itself_are_fault_bodies() {
+    let s = serve(&server("")).await;
+    let check = |answer: Answer, status: u16, says: &str| {
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json"),
+            "{answer:?}"
+        );
+        assert_fault_says(answer.status, &answer.json(), status, 3000, says);
+    };
+    let mut conn = connect(s.addr).await;
+    check(exchange(&mut conn, &get("/nowhere")).await, 404, "/nowhere");
+    let answer = exchange(&mut conn, &get("/v1/esp/chaos")).await;
+    assert_eq!(answer.header("allow"), Some("POST"));
+    check(answer, 405, "GET is not allowed on /v1/esp/chaos");
+    // A WebSocket endpoint asked without an upgrade.
+    let answer = exchange(&mut conn, &get("/v1/nodes/connect")).await;
+    assert!(answer.status >= 400, "{answer:?}");
+    assert_fault(answer.status, &answer.json(), answer.status, 3000);
+    // hyper's own answers: URI too long, header too large, not HTTP.
+    let long = format!("/{}", "a".repeat(70_000));
+    let mut conn = connect(s.addr).await;
+    conn.write_all(get(&long).as_bytes()).await.unwrap();
+    let got = read_to_close(&mut conn).await;
+    check(parse_answer(&got).expect("414").0, 414, "URI");
+    let many: String = (0..200).map(|i| format!("X-{i}: {i}\r\n")).collect();
+    let mut conn = connect(s.addr).await;
+    conn.write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{many}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let got = read_to_close(&mut conn).await;
+    check(parse_answer(&got).expect("431").0, 431, "header");
+    let mut conn = connect(s.addr).await;
+    conn.write_all(b"HELLO THERE\r\n\r\n").await.unwrap();
+    let got = read_to_close(&mut conn).await;
+    check(parse_answer(&got).expect("400").0, 400, "HTTP");
+}
