@@ -69,8 +69,7 @@ impl Auth {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(bearer_token);
         let Some(token) = bearer.or(query_token) else {
             return Err(Fault::new(
                 FaultCode::Unauthorized,
@@ -90,10 +89,33 @@ impl Auth {
     }
 }
 
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC
+/// 9110, 11.1).
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// 3004 with HTTP 403: authenticated, but not allowed.
 pub fn forbidden(message: String) -> Fault {
     Fault {
         status: StatusCode::FORBIDDEN,
         ..Fault::new(FaultCode::Unauthorized, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k "] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header}");
+        }
+        for header in ["Basic t0k", "Bearert0k", "Bearer", "Bearer  ", "t0k"] {
+            assert_eq!(bearer_token(header), None, "{header}");
+        }
     }
 }

@@ -299,10 +299,19 @@ async fn serve_targets(args: &BenchArgs) -> Result<()> {
     let per_request =
         Arc::new(Gateway::start(echo_config("per-request", args.per_request_instances)?).await?);
     let mut ports = Vec::new();
-    for router in [native, crate::app(pooled), crate::app(per_request)] {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    ports.push(listener.local_addr()?.port());
+    tokio::spawn(async move { axum::serve(listener, native).await });
+    // The gateways as `wasp run` serves them: through the listener, with
+    // its connection cap and timeouts.
+    for gw in [pooled, per_request] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         ports.push(listener.local_addr()?.port());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        tokio::spawn(crate::serve(
+            listener,
+            gw,
+            tokio_util::sync::CancellationToken::new(),
+        ));
     }
     println!("PORTS {} {} {}", ports[0], ports[1], ports[2]);
     let mut sink = Vec::new();

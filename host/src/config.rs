@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -61,6 +62,26 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Connections open at once (node sessions included); one more is
+    /// answered 503 (fault 3003) and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a client has to send a request's header: from the connection's
+    /// start, or from the first byte of a later request on it. A client
+    /// that sends nothing or trickles its header is disconnected.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send a whole request body; beyond it the
+    /// request is answered 408 (fault 3000) and the connection closed.
+    #[serde(default = "default_body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// A connection whose client accepts no byte of an answer for this
+    /// long is closed (node sessions too).
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
 }
 
 /// `127.0.0.1:8080`.
@@ -73,11 +94,57 @@ fn default_max_body() -> usize {
     16 << 20
 }
 
+/// 1 024 connections. Each is an open file: the process's open-files
+/// limit (`ulimit -n`) must leave room for them and wasp's own files.
+fn default_max_connections() -> usize {
+    1_024
+}
+
+/// 30 s to send a request header.
+fn default_header_read_timeout_ms() -> u64 {
+    30_000
+}
+
+/// 60 s for a whole request body: the largest (16 MiB) needs 280 KB/s.
+fn default_body_read_timeout_ms() -> u64 {
+    60_000
+}
+
+/// 60 s idle between requests on a keep-alive connection.
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+/// 30 s without a byte of an answer accepted by the client.
+fn default_write_timeout_ms() -> u64 {
+    30_000
+}
+
+impl ServerConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body(),
+            max_connections: default_max_connections(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            body_read_timeout_ms: default_body_read_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            write_timeout_ms: default_write_timeout_ms(),
         }
     }
 }
@@ -135,7 +202,7 @@ pub struct NodesConfig {
     /// A frame the host cannot hand to a node's socket within this time
     /// ends the session (the node stopped reading): its unanswered
     /// operations fail with 2002.
-    #[serde(default = "default_write_timeout_ms")]
+    #[serde(default = "default_node_write_timeout_ms")]
     pub write_timeout_ms: u64,
     /// Node sessions at once (those still saying Hello included); one
     /// more is refused with 3003 (HTTP 503) before the upgrade.
@@ -172,7 +239,7 @@ fn default_max_window() -> u32 {
     10_000
 }
 /// 10 s.
-fn default_write_timeout_ms() -> u64 {
+fn default_node_write_timeout_ms() -> u64 {
     10_000
 }
 /// 1 000 sessions.
@@ -193,7 +260,7 @@ impl Default for NodesConfig {
             max_interactions: default_max_interactions(),
             op_timeout_ms: default_op_timeout_ms(),
             max_window: default_max_window(),
-            write_timeout_ms: default_write_timeout_ms(),
+            write_timeout_ms: default_node_write_timeout_ms(),
             max_sessions: default_max_sessions(),
             hello_timeout_ms: default_hello_timeout_ms(),
         }
@@ -617,6 +684,23 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max-body-bytes: must be at least 1024".into());
         }
+        let server = &self.server;
+        check_range(
+            &mut problems,
+            "server",
+            "max-connections",
+            server.max_connections as u64,
+            1,
+            1_000_000,
+        );
+        for (field, value) in [
+            ("header-read-timeout-ms", server.header_read_timeout_ms),
+            ("body-read-timeout-ms", server.body_read_timeout_ms),
+            ("idle-timeout-ms", server.idle_timeout_ms),
+            ("write-timeout-ms", server.write_timeout_ms),
+        ] {
+            check_range(&mut problems, "server", field, value, 1, 3_600_000);
+        }
         for (name, c) in &self.clusters {
             let at = format!("clusters.{name}");
             if name.is_empty()
@@ -844,6 +928,11 @@ mod tests {
         assert_eq!(fax.policy, Policy::Pooled);
         assert_eq!(c.server.listen, default_listen());
         assert_eq!(c.runtime.cache_max_bytes(), 2048 << 20);
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.server.header_read_timeout(), Duration::from_secs(30));
+        assert_eq!(c.server.body_read_timeout(), Duration::from_secs(60));
+        assert_eq!(c.server.idle_timeout(), Duration::from_secs(60));
+        assert_eq!(c.server.write_timeout(), Duration::from_secs(30));
     }
 
     #[test]
@@ -851,6 +940,10 @@ mod tests {
         let text = r#"
             [runtime]
             cache-max-mb = 0
+
+            [server]
+            max-connections = 0
+            header-read-timeout-ms = 0
 
             [[tenants]]
             id = 101
@@ -881,6 +974,8 @@ mod tests {
             "clusters.bad name.http.allow[0]: '::1': write IPv6 addresses in brackets",
             "clusters.bad name.http.allow[1]: 'h:99999': port",
             "clusters.bad name.http.allow[2]: '*': wildcards",
+            "server.max-connections: 0 is outside 1..=1000000",
+            "server.header-read-timeout-ms: 0 is outside 1..=3600000",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }

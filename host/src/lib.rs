@@ -25,6 +25,9 @@
 //! - [`esp`]: the ESP ingress and the fault codes.
 //! - [`admin`]: health, readiness, metrics, admin API.
 //! - [`auth`]: bearer tokens and roles.
+//! - [`listener`]: the HTTP listener: connection cap and timeouts.
+//! - [`loopback`]: without tokens, keeps web pages out (Host, Origin,
+//!   Content-Type).
 //! - [`node`]: Interaction Server node sessions, the node router, node-sim.
 //! - [`bench`]: the load generator behind `wasp bench`.
 
@@ -37,6 +40,8 @@ pub mod config;
 pub mod demo;
 pub mod esp;
 pub mod kv;
+pub mod listener;
+pub mod loopback;
 pub mod node;
 pub mod runtime;
 pub mod store;
@@ -181,31 +186,35 @@ pub fn app(gw: Arc<Gateway>) -> Router {
             gw.clone(),
             admin::require_admin,
         ));
+    // The JSON check runs for POST only: another method is answered 405.
+    let esp = post(esp::http::handle).route_layer(axum::middleware::from_fn_with_state(
+        gw.clone(),
+        loopback::require_json,
+    ));
     Router::new()
-        .route("/v1/esp/{cluster}", post(esp::http::handle))
+        .route("/v1/esp/{cluster}", esp)
         .route("/v1/nodes/connect", get(node::session::connect))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
         .merge(admin)
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            loopback::require_loopback,
+        ))
+        .layer(axum::middleware::from_fn(esp::http::fault_bodies))
         .with_state(gw)
 }
 
-/// Serves `app` until `shutdown` is cancelled, then drains in-flight
-/// requests.
+/// Serves `app` until `shutdown` is cancelled, then closes node sessions
+/// and drains in-flight requests; connections are bounded and timed as
+/// `[server]` says (see [`listener`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gw: Arc<Gateway>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let nodes = gw.clone();
-    axum::serve(listener, app(gw))
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            // WebSocket sessions outlive graceful HTTP shutdown: close them
-            // so nodes fail over to another host.
-            nodes.nodes.close_all();
-        })
+    listener::serve(listener, gw, shutdown)
         .await
         .context("serve HTTP")
 }

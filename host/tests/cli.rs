@@ -310,3 +310,55 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "wasp run exits 0 on SIGTERM: {status}");
 }
+
+#[test]
+fn run_without_tokens_listens_on_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "[server]\nlisten = \"0.0.0.0:0\"\n[clusters.echo]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\ntenants = [101]\n",
+    );
+    let mut child = Command::new(WASP)
+        .arg("run")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _child = KillOnDrop(child);
+    // Both pipes stay open while wasp runs: it would fail writing to a
+    // closed one.
+    let mut out_lines = BufReader::new(stdout).lines();
+    let mut err_lines = BufReader::new(stderr).lines();
+    let first = out_lines.next().unwrap().unwrap();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("wasp listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .unwrap();
+    assert!(addr.ip().is_loopback(), "{first}");
+    let said = err_lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("[[tokens]]"))
+        .expect("wasp says why");
+    assert!(
+        said.contains("not listening on 0.0.0.0:0") && said.contains("loopback only"),
+        "{said}"
+    );
+    // And it serves there.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    drop((out_lines, err_lines));
+}

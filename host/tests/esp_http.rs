@@ -334,6 +334,7 @@ async fn a_full_queue_answers_3003_at_once() {
             let body = json!({"Request": {"Service": "Chaos", "Method": method, "TenantId": 101,
                 "Parameters": {"Millis": millis}}});
             http.post(url)
+                .header("content-type", "application/json")
                 .body(body.to_string())
                 .send()
                 .await
@@ -386,7 +387,13 @@ async fn a_thousand_requests_spread_over_all_four_fax_instances() {
         tasks.push(tokio::spawn(async move {
             let body = json!({"ReferenceId": i, "Request": {"Service": "Fax", "Method": "SendFax", "TenantId": 101,
                 "Parameters": {"To": "+14155550100", "Document": "page"}}});
-            let resp = http.post(url).body(body.to_string()).send().await.unwrap();
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
             let status = resp.status().as_u16();
             let answer: Value = resp.json().await.unwrap();
             drop(permit);
@@ -535,6 +542,7 @@ async fn a_request_abandoned_by_its_client_frees_its_place() {
         let gone = s
             .http
             .post(s.url("/v1/esp/chaos"))
+            .header("content-type", "application/json")
             .body(body.to_string())
             .timeout(Duration::from_millis(50))
             .send()

@@ -517,6 +517,20 @@ async fn tokens_limit_who_may_do_what_and_for_which_tenant() {
     // ... and announcing 101 is welcome.
     let (_sock, answer) = ws::hello(s.addr, Some("node-token-for-101-only"), hello(101)).await;
     assert_eq!(answer["Type"], "Welcome");
+    // The token may come as `?token=` (a WebSocket client that cannot set
+    // headers); a wrong one is refused like a wrong bearer token.
+    let url = |token: &str| format!("ws://{}/v1/nodes/connect?token={token}", s.addr);
+    let (mut by_query, _) = tokio_tungstenite::connect_async(url("node-token-for-101-only"))
+        .await
+        .expect("a session with ?token=");
+    let mut by_query_hello = hello(101);
+    by_query_hello["NodeId"] = json!("is-2");
+    ws::send(&mut by_query, by_query_hello).await;
+    assert_eq!(ws::recv(&mut by_query).await.unwrap()["Type"], "Welcome");
+    let err = tokio_tungstenite::connect_async(url("not-a-known-token-at-all"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
 
     // ESP over HTTP: no token 401, the node token for the wrong tenant 403.
     let body = json!({"Request":{"Service":"IM","Method":"SendMessage","TenantId":102,"Parameters":{"To":"a","Text":"b"}}});
@@ -551,6 +565,18 @@ async fn tokens_limit_who_may_do_what_and_for_which_tenant() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // The scheme is case-insensitive (RFC 9110).
+    for scheme in ["bearer", "BEARER"] {
+        let resp = s
+            .http
+            .post(s.url("/v1/esp/im"))
+            .header("authorization", format!("{scheme} node-token-for-101-only"))
+            .body(ok.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{scheme}");
+    }
 
     // Admin calls need the admin token.
     let resp = s.http.get(s.url("/v1/admin/nodes")).send().await.unwrap();

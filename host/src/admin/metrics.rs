@@ -1,10 +1,10 @@
 //! Prometheus metrics, in a registry owned by the gateway (not a global),
 //! so several gateways in one process (tests) keep their own numbers.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -33,6 +33,130 @@ pub struct ReasonLabels {
 pub struct InstanceLabels {
     pub cluster: String,
     pub instance: u32,
+}
+
+/// A bound of the HTTP listener that refused or closed a connection.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Limit {
+    /// `server.max-connections`: a connection over it is refused.
+    MaxConnections,
+    /// `server.header-read-timeout-ms`.
+    HeaderReadTimeout,
+    /// `server.body-read-timeout-ms`.
+    BodyReadTimeout,
+    /// `server.idle-timeout-ms`.
+    IdleTimeout,
+    /// `server.write-timeout-ms`.
+    WriteTimeout,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 5] = [
+        Limit::MaxConnections,
+        Limit::HeaderReadTimeout,
+        Limit::BodyReadTimeout,
+        Limit::IdleTimeout,
+        Limit::WriteTimeout,
+    ];
+
+    /// The metric label, which is also the setting's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => "max-connections",
+            Limit::HeaderReadTimeout => "header-read-timeout",
+            Limit::BodyReadTimeout => "body-read-timeout",
+            Limit::IdleTimeout => "idle-timeout",
+            Limit::WriteTimeout => "write-timeout",
+        }
+    }
+}
+
+impl EncodeLabelValue for Limit {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub reason: Limit,
+}
+
+/// What the HTTP listener's bounds did: open connections, and the
+/// connections each bound refused or closed. When a bound bites it is also
+/// logged, at most one line a second per bound (each line says how many
+/// were not logged), so an attack does not flood the log.
+pub struct HttpMetrics {
+    pub open: Gauge,
+    refused: Family<LimitLabels, Counter>,
+    closed: Family<LimitLabels, Counter>,
+    logs: [crate::runtime::log::LogLimit; Limit::ALL.len()],
+}
+
+impl std::fmt::Debug for HttpMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpMetrics")
+    }
+}
+
+impl HttpMetrics {
+    fn new() -> HttpMetrics {
+        let refused = Family::<LimitLabels, Counter>::default();
+        let closed = Family::<LimitLabels, Counter>::default();
+        // Every series from the start, so a dashboard sees zeros.
+        let _ = refused.get_or_create(&LimitLabels {
+            reason: Limit::MaxConnections,
+        });
+        for reason in Limit::ALL
+            .into_iter()
+            .filter(|l| *l != Limit::MaxConnections)
+        {
+            let _ = closed.get_or_create(&LimitLabels { reason });
+        }
+        HttpMetrics {
+            open: Gauge::default(),
+            refused,
+            closed,
+            logs: Limit::ALL.map(|_| crate::runtime::log::LogLimit::unmetered(1)),
+        }
+    }
+
+    /// Counts a connection `limit` refused (`max-connections`) or closed,
+    /// and logs `what` happened (rate-limited). Closing an idle keep-alive
+    /// connection is routine: it is counted and logged at debug level only.
+    pub fn hit(&self, limit: Limit, what: std::fmt::Arguments<'_>) {
+        let family = if limit == Limit::MaxConnections {
+            &self.refused
+        } else {
+            &self.closed
+        };
+        family.get_or_create(&LimitLabels { reason: limit }).inc();
+        if limit == Limit::IdleTimeout {
+            tracing::debug!(limit = limit.as_str(), "http: {what}");
+            return;
+        }
+        let index = Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0);
+        if let Some(unlogged) = self.logs[index].admit() {
+            if unlogged > 0 {
+                tracing::warn!(
+                    limit = limit.as_str(),
+                    "http: {what} ({unlogged} more like it since the last such line)"
+                );
+            } else {
+                tracing::warn!(limit = limit.as_str(), "http: {what}");
+            }
+        }
+    }
+
+    /// Connections refused (`max-connections`) or closed by `limit` so far.
+    pub fn count(&self, limit: Limit) -> u64 {
+        let family = if limit == Limit::MaxConnections {
+            &self.refused
+        } else {
+            &self.closed
+        };
+        family.get_or_create(&LimitLabels { reason: limit }).get()
+    }
 }
 
 /// Request count and latency of one cluster.
@@ -65,6 +189,8 @@ pub struct Metrics {
     pub node_sessions_refused: Family<ReasonLabels, Counter>,
     /// Node sessions the host ended, by reason.
     pub node_sessions_closed: Family<ReasonLabels, Counter>,
+    /// The HTTP listener; shared with every connection.
+    pub http: Arc<HttpMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -142,10 +268,27 @@ impl Metrics {
             "Node sessions the host ended (reason: write-timeout, frame-too-large, silent)",
             node_sessions_closed.clone(),
         );
+        let http = Arc::new(HttpMetrics::new());
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open, node sessions included",
+            http.open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections refused at once, by the bound that refused them",
+            http.refused.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections closed by a timeout, by the timeout that closed them",
+            http.closed.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             node_sessions_refused,
             node_sessions_closed,
+            http,
             requests,
             faults,
             latency,

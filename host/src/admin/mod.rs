@@ -29,11 +29,16 @@ pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     if not_ready.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
+        let mut response = (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no live instance in cluster(s): {}\n", not_ready.join(", ")),
         )
-            .into_response()
+            .into_response();
+        // A probe's answer, not a fault.
+        response
+            .extensions_mut()
+            .insert(crate::esp::http::PlainText);
+        response
     }
 }
 

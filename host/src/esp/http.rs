@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::fault::{Fault, FaultCode};
 use super::{FaultBody, Refused, ResponseBody};
 use crate::Gateway;
+use crate::admin::metrics::Limit;
 use crate::config::Role;
 
 pub async fn handle(
@@ -27,9 +28,37 @@ pub async fn handle(
             return Refused::new(fault).into_response();
         }
     };
-    let bytes = match axum::body::to_bytes(body, gw.config.server.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
+    let server = &gw.config.server;
+    let read = tokio::time::timeout(
+        server.body_read_timeout(),
+        axum::body::to_bytes(body, server.max_body_bytes),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Err(_elapsed) => {
+            gw.metrics.http.hit(
+                Limit::BodyReadTimeout,
+                format_args!(
+                    "answered 408 and closed the connection: the request body to /v1/esp/{cluster} \
+                     did not arrive within server.body-read-timeout-ms ({})",
+                    server.body_read_timeout_ms
+                ),
+            );
+            let mut response = Refused::new(Fault {
+                status: StatusCode::REQUEST_TIMEOUT,
+                ..Fault::invalid(format!(
+                    "the request body did not arrive within {} ms (server.body-read-timeout-ms)",
+                    server.body_read_timeout_ms
+                ))
+            })
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        Ok(Err(_)) => {
             return Refused::new(Fault::invalid(format!(
                 "the request body is larger than {} bytes",
                 gw.config.server.max_body_bytes
@@ -107,4 +136,76 @@ fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response 
             .into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
+}
+
+/// Marks an error answer whose plain-text body is meant as it is (e.g.
+/// `/readyz`'s 503): [`fault_bodies`] leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainText;
+
+/// Middleware around the whole HTTP surface: an error answer without a
+/// JSON body — an unknown route (404), a method a route does not take
+/// (405), a request an extractor refuses (400, 426 ...) — gets an
+/// `Event3rdServerFault` body with the same status and a fitting code.
+/// Answers hyper writes itself are rewritten in `listener`.
+pub async fn fault_bodies(request: Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.as_u16() < 400
+        || response.extensions().get::<PlainText>().is_some()
+        || response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    {
+        return response;
+    }
+    let code = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => FaultCode::Unauthorized,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => FaultCode::Overloaded,
+        StatusCode::GATEWAY_TIMEOUT => FaultCode::Timeout,
+        _ => FaultCode::InvalidRequest,
+    };
+    let (mut parts, body) = response.into_parts();
+    let said = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|s| !s.is_empty());
+    let path = uri.path();
+    let message = match (status, said) {
+        (StatusCode::NOT_FOUND, _) => format!("no endpoint {path} (see the README for the API)"),
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            format!("{method} is not allowed on {path} (allowed: {allowed})")
+        }
+        (_, Some(said)) => format!("{said} ({method} {path})"),
+        (_, None) => format!(
+            "{} ({method} {path})",
+            status.canonical_reason().unwrap_or("refused")
+        ),
+    };
+    let fault = Fault {
+        status,
+        ..Fault::new(code, message)
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut fresh = Refused::new(fault).into_response();
+    // Keep what the original answer said in its headers (Allow, ...).
+    for name in parts.headers.keys() {
+        if *name == header::CONTENT_TYPE {
+            continue;
+        }
+        fresh.headers_mut().remove(name);
+        for value in parts.headers.get_all(name) {
+            fresh.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    fresh
 }

@@ -292,3 +292,132 @@ pub mod ws {
         (s, answer)
     }
 }
+
+/// Raw HTTP/1.1 over a `TcpStream`, for clients that misbehave or send
+/// what a well-behaved client library would not.
+pub mod raw {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Long enough for anything the server must do; the tests fail rather
+    /// than hang if it does not.
+    pub const PATIENCE: Duration = Duration::from_secs(20);
+
+    pub async fn connect(addr: SocketAddr) -> TcpStream {
+        TcpStream::connect(addr).await.expect("connect")
+    }
+
+    /// Reads until the server closes the socket; what it sent before.
+    pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+        .expect("the server closes the connection");
+        all
+    }
+
+    /// A parsed answer: status, headers (lower-case names), body.
+    #[derive(Debug)]
+    pub struct Answer {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    impl Answer {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+
+        pub fn json(&self) -> Value {
+            serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+                panic!(
+                    "{e}: status {} body {:?}",
+                    self.status,
+                    String::from_utf8_lossy(&self.body)
+                )
+            })
+        }
+    }
+
+    /// Parses one answer with a `content-length` from the front of `bytes`.
+    pub fn parse_answer(bytes: &[u8]) -> Option<(Answer, usize)> {
+        let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = std::str::from_utf8(&bytes[..end]).ok()?;
+        let mut lines = head.split("\r\n");
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let body = bytes.get(end..end + length)?.to_vec();
+        Some((
+            Answer {
+                status,
+                headers,
+                body,
+            },
+            end + length,
+        ))
+    }
+
+    /// Sends one request on a keep-alive connection and reads its answer.
+    pub async fn exchange(stream: &mut TcpStream, request: &str) -> Answer {
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Some((answer, _)) = parse_answer(&got) {
+                    return answer;
+                }
+                let n = stream.read(&mut buf).await.expect("read");
+                assert!(
+                    n > 0,
+                    "closed before a whole answer: {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("an answer")
+    }
+
+    pub fn get(path: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    }
+
+    pub fn post_json(path: &str, body: &str) -> String {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// One request on a fresh connection; its answer.
+    pub async fn once(addr: SocketAddr, request: &str) -> Answer {
+        let mut stream = connect(addr).await;
+        exchange(&mut stream, request).await
+    }
+}

@@ -22,6 +22,7 @@
 //! - `Deep` returns a result whose lists nest `Depth` levels deep, built as
 //!   a raw arena (no recursion in the guest).
 //! - `Wide` returns a result of `Pairs` pairs.
+//! - `Big` answers a `Text` of `Bytes` bytes (a large answer).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ impl Service for Chaos {
     const VERSION: &'static str = "1.0";
     const METHODS: &'static [&'static str] = &[
         "Echo", "Trap", "Flaky", "Loop", "Alloc", "Spin", "Fail", "Peek", "Put", "Get", "Incr",
-        "Cas", "Fetch", "Log", "Deep", "Wide",
+        "Cas", "Fetch", "Log", "Deep", "Wide", "Big",
     ];
 
     fn handle(req: Request) -> Result<Kv, Fault> {
@@ -132,6 +133,10 @@ impl Service for Chaos {
                 Ok(Kv::new()
                     .with("Status", i64::from(response.status))
                     .with("Body", response.text()))
+            }
+            "Big" => {
+                let bytes = req.parameters.require_int("Bytes")?.max(0) as usize;
+                Ok(Kv::new().with("Text", "x".repeat(bytes)))
             }
             "Log" => {
                 let lines = req.parameters.require_int("Lines")?;
