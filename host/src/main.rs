@@ -257,14 +257,18 @@ fn try_line(gw: &Gateway, addr: SocketAddr) -> Option<String> {
     let auth = if gw.config.tokens.is_empty() {
         String::new()
     } else {
-        let token = gw.config.tokens.iter().find(|t| match t.role {
-            wasp::config::Role::Admin => true,
-            wasp::config::Role::Node => t
-                .tenants
-                .iter()
-                .any(|r| gw.config.tenant(r).is_some_and(|c| c.id == tenant)),
-            wasp::config::Role::Capture => false,
-        })?;
+        // A node token for the tenant (what an IS node uses), else admin.
+        let node = |t: &&wasp::config::TokenConfig| {
+            t.role == wasp::config::Role::Node
+                && t.tenants
+                    .iter()
+                    .any(|r| gw.config.tenant(r).is_some_and(|c| c.id == tenant))
+        };
+        let tokens = &gw.config.tokens;
+        let token = tokens
+            .iter()
+            .find(node)
+            .or_else(|| tokens.iter().find(|t| t.role == wasp::config::Role::Admin))?;
         format!(" -H 'authorization: Bearer {}'", token.token)
     };
     Some(format!(
@@ -316,4 +320,45 @@ async fn check(path: PathBuf) -> Result<()> {
     }
     println!("{}: OK", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn gateway(text: &str) -> Gateway {
+        let text =
+            format!("[runtime]\nno-cache = true\n[[tenants]]\nid = 101\nname = \"T\"\n{text}");
+        Gateway::start(Config::parse(&text, std::path::Path::new(".")).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_try_line_suggests_no_method_it_does_not_know() {
+        // The chaos component's first method is Alloc, which allocates
+        // without bound: it must never be suggested.
+        let chaos = format!(
+            "[clusters.chaos]\nservice = \"Chaos\"\ncomponent = {:?}\ntenants = [101]\n",
+            env!("WASP_FIXTURE_CHAOS")
+        );
+        let gw = gateway(&chaos).await;
+        assert_eq!(try_line(&gw, "127.0.0.1:8080".parse().unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn the_try_line_carries_a_token_when_tokens_are_configured() {
+        let gw = gateway(
+            "[[tokens]]\ntoken = \"an-admin-token-that-is-long\"\nrole = \"admin\"\n\
+             [[tokens]]\ntoken = \"a-node-token-for-tenant-101\"\nrole = \"node\"\ntenants = [101]\n\
+             [clusters.fax]\nservice = \"Fax\"\ncomponent = \"builtin:fax\"\ntenants = [101]\n",
+        )
+        .await;
+        let line = try_line(&gw, "127.0.0.1:8080".parse().unwrap()).unwrap();
+        assert!(
+            line.contains("-H 'authorization: Bearer a-node-token-for-tenant-101'"),
+            "{line}"
+        );
+        assert!(line.contains("\"Method\":\"SendFax\""), "{line}");
+    }
 }
