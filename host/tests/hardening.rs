@@ -313,18 +313,9 @@ fn hello(node: &str, tenants: serde_json::Value) -> serde_json::Value {
 /// Polls the admin API until `node` is connected (`true`) or gone.
 async fn wait_for_node(served: &Served, node: &str, connected: bool) -> bool {
     for _ in 0..400 {
-        let nodes: serde_json::Value = served
-            .http
-            .get(served.url("/v1/admin/nodes"))
-            .send()
+        let there = served
+            .admin_nodes()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let there = nodes
-            .as_array()
-            .unwrap()
             .iter()
             .any(|n| n["node_id"] == node);
         if there == connected {

@@ -170,6 +170,20 @@ impl Served {
         response.text().await.unwrap()
     }
 
+    /// `GET /v1/admin/nodes`: the connected nodes.
+    pub async fn admin_nodes(&self) -> Vec<Value> {
+        let nodes: Value = self
+            .http
+            .get(self.url("/v1/admin/nodes"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        nodes.as_array().cloned().unwrap_or_default()
+    }
+
     pub async fn admin_cluster(&self, name: &str) -> Value {
         let all: Value = self
             .http
