@@ -258,6 +258,13 @@ impl Metrics {
         );
         let node_sessions_refused = Family::<ReasonLabels, Counter>::default();
         let node_sessions_closed = Family::<ReasonLabels, Counter>::default();
+        // Every reason is shown from the start, at 0.
+        drop(node_sessions_refused.get_or_create(&ReasonLabels {
+            reason: "max-sessions",
+        }));
+        for reason in ["write-timeout", "frame-too-large", "silent"] {
+            drop(node_sessions_closed.get_or_create(&ReasonLabels { reason }));
+        }
         registry.register(
             "node_sessions_refused",
             "Node sessions refused before they started (reason: max-sessions)",

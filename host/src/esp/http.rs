@@ -183,7 +183,12 @@ pub async fn fault_bodies(request: Request, next: axum::middleware::Next) -> Res
                 .get(header::ALLOW)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            format!("{method} is not allowed on {path} (allowed: {allowed})")
+            // axum may add `Allow` only after this layer: say it when known.
+            if allowed.is_empty() {
+                format!("{method} is not allowed on {path} (see the Allow header)")
+            } else {
+                format!("{method} is not allowed on {path} (allowed: {allowed})")
+            }
         }
         (_, Some(said)) => format!("{said} ({method} {path})"),
         (_, None) => format!(
