@@ -502,17 +502,31 @@ impl Conn {
 }
 
 /// Whether `deadline` has passed; if not, `timer` wakes the task then.
+///
+/// The timer is only moved earlier, never later: deadlines move forward
+/// with every request, and moving a timer costs a trip to the timer wheel,
+/// so a timer that fires before the current deadline is re-armed then
+/// (once per timeout period, not once per request).
 fn expired(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant, cx: &mut Context<'_>) -> bool {
     let timer = match timer {
         Some(timer) => {
-            if timer.deadline() != deadline {
+            if timer.deadline() > deadline {
                 timer.as_mut().reset(deadline);
             }
             timer
         }
         None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
     };
-    timer.as_mut().poll(cx).is_ready()
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if timer.deadline() >= deadline {
+            return true;
+        }
+        // It fired for an earlier deadline: wait for this one.
+        timer.as_mut().reset(deadline);
+    }
 }
 
 impl Drop for Conn {
