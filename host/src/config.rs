@@ -62,6 +62,12 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Bytes of request bodies the host holds at once, all requests
+    /// together, in MiB: a body that would go beyond is refused with 3003
+    /// (HTTP 503) while it is read, so many large requests at once cannot
+    /// exhaust memory.
+    #[serde(default = "default_max_inflight_body_mb")]
+    pub max_inflight_body_mb: u64,
     /// Connections open at once (node sessions included); one more is
     /// answered 503 (fault 3003) and closed at once.
     #[serde(default = "default_max_connections")]
@@ -92,6 +98,11 @@ fn default_listen() -> SocketAddr {
 /// 16 MiB: a 10 MiB fax document, base64-encoded, fits.
 fn default_max_body() -> usize {
     16 << 20
+}
+
+/// 256 MiB: sixteen requests of the largest size at once.
+fn default_max_inflight_body_mb() -> u64 {
+    256
 }
 
 /// 1 024 connections. Each is an open file: the process's open-files
@@ -140,6 +151,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             max_body_bytes: default_max_body(),
+            max_inflight_body_mb: default_max_inflight_body_mb(),
             max_connections: default_max_connections(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),
@@ -683,6 +695,21 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max-body-bytes: must be at least 1024".into());
+        }
+        check_range(
+            &mut problems,
+            "server",
+            "max-inflight-body-mb",
+            self.server.max_inflight_body_mb,
+            1,
+            1 << 20,
+        );
+        if (self.server.max_inflight_body_mb << 20) < self.server.max_body_bytes as u64 {
+            problems.push(format!(
+                "server.max-inflight-body-mb: {} MiB is less than one request of \
+                 server.max-body-bytes ({} bytes)",
+                self.server.max_inflight_body_mb, self.server.max_body_bytes
+            ));
         }
         let server = &self.server;
         check_range(

@@ -67,6 +67,9 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub nodes: node::Nodes,
     pub auth: auth::Auth,
+    /// Bytes of request bodies held now, all requests together
+    /// (`server.max-inflight-body-mb`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -141,7 +144,11 @@ impl Gateway {
             "Node notifications dropped because a capture point's buffer was full",
             nodes.dropped_notifications_metric.clone(),
         );
+        let body_budget = Arc::new(tokio::sync::Semaphore::new(
+            (config.server.max_inflight_body_mb << 20) as usize,
+        ));
         Ok(Gateway {
+            body_budget,
             nodes,
             auth: auth::Auth::from_config(&config),
             config,

@@ -504,3 +504,68 @@ async fn node_sessions_are_capped() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_held_at_once_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    // 1 MiB of bodies at once; each request may be 1 MiB.
+    let served = serve(&format!(
+        "[server]\nmax-body-bytes = 1048576\nmax-inflight-body-mb = 1\n{}",
+        chaos_cluster("chaos", "")
+    ))
+    .await;
+    let body = |pad: usize| {
+        format!(
+            r#"{{"Request":{{"Service":"Chaos","Method":"Echo","TenantId":101,"Parameters":{{"Pad":"{}"}}}}}}"#,
+            "x".repeat(pad)
+        )
+    };
+    // A slow client declares 700 000 bytes and sends half of them.
+    let slow_body = body(700_000);
+    let mut slow = raw::connect(served.addr).await;
+    let head = format!(
+        "POST /v1/esp/chaos HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        slow_body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&slow_body.as_bytes()[..350_000])
+        .await
+        .unwrap();
+    // Another large body does not fit beside it: refused at once, counted.
+    let refused = loop {
+        let (status, _, answer) = served.post_raw("chaos", body(700_000)).await;
+        if status == 503 {
+            break answer;
+        }
+        // The slow request's head may not have been read yet.
+        assert_eq!(status, 200, "{answer}");
+        tokio::task::yield_now().await;
+    };
+    assert_fault_says(503, &refused, 503, 3003, "server.max-inflight-body-mb");
+    // A small one still fits.
+    let (status, _, answer) = served.post_raw("chaos", body(10)).await;
+    assert_eq!(status, 200, "{answer}");
+    // The slow one completes; its share comes back.
+    slow.write_all(&slow_body.as_bytes()[350_000..])
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let answer = loop {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1 << 20];
+        let n = slow.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before an answer");
+        got.extend_from_slice(&buf[..n]);
+        if let Some((answer, _)) = raw::parse_answer(&got) {
+            break answer;
+        }
+    };
+    assert_eq!(answer.status, 200);
+    let (status, _, answer) = served.post_raw("chaos", body(700_000)).await;
+    assert_eq!(status, 200, "{answer}");
+    let metrics = served.metrics().await;
+    assert!(
+        metrics.contains("wasp_http_requests_refused_total{reason=\"max-inflight-body-mb\"} 1"),
+        "{metrics}"
+    );
+}

@@ -185,6 +185,8 @@ pub struct Metrics {
     pub handled: Family<InstanceLabels, Counter>,
     pub plugin_log_written: Family<ClusterLabels, Counter>,
     pub plugin_log_dropped: Family<ClusterLabels, Counter>,
+    /// Requests refused while their body was read, by reason.
+    pub requests_refused: Family<ReasonLabels, Counter>,
     /// Node sessions refused before they started, by reason.
     pub node_sessions_refused: Family<ReasonLabels, Counter>,
     /// Node sessions the host ended, by reason.
@@ -256,6 +258,15 @@ impl Metrics {
             "Plugin log lines dropped beyond the cluster's log-per-second",
             plugin_log_dropped.clone(),
         );
+        let requests_refused = Family::<ReasonLabels, Counter>::default();
+        drop(requests_refused.get_or_create(&ReasonLabels {
+            reason: "max-inflight-body-mb",
+        }));
+        registry.register(
+            "http_requests_refused",
+            "Requests refused while their body was read (reason: max-inflight-body-mb)",
+            requests_refused.clone(),
+        );
         let node_sessions_refused = Family::<ReasonLabels, Counter>::default();
         let node_sessions_closed = Family::<ReasonLabels, Counter>::default();
         // Every reason is shown from the start, at 0.
@@ -293,6 +304,7 @@ impl Metrics {
         );
         Metrics {
             registry: Mutex::new(registry),
+            requests_refused,
             node_sessions_refused,
             node_sessions_closed,
             http,

@@ -31,11 +31,13 @@ pub async fn handle(
     let server = &gw.config.server;
     let read = tokio::time::timeout(
         server.body_read_timeout(),
-        axum::body::to_bytes(body, server.max_body_bytes),
+        read_body(body, server.max_body_bytes, &gw.body_budget),
     )
     .await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
+    // `_held`: the body's share of `server.max-inflight-body-mb`, until
+    // the answer is made.
+    let (bytes, _held) = match read {
+        Ok(Ok(read)) => read,
         Err(_elapsed) => {
             gw.metrics.http.hit(
                 Limit::BodyReadTimeout,
@@ -58,11 +60,38 @@ pub async fn handle(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             return response;
         }
-        Ok(Err(_)) => {
+        Ok(Err(BodyError::TooLarge)) => {
             return Refused::new(Fault::invalid(format!(
                 "the request body is larger than {} bytes",
                 gw.config.server.max_body_bytes
             )))
+            .into_response();
+        }
+        Ok(Err(BodyError::Busy)) => {
+            gw.metrics
+                .requests_refused
+                .get_or_create(&crate::admin::metrics::ReasonLabels {
+                    reason: "max-inflight-body-mb",
+                })
+                .inc();
+            let mut response = Refused::new(Fault::new(
+                FaultCode::Overloaded,
+                format!(
+                    "the server already holds {} MiB of request bodies \
+                     (server.max-inflight-body-mb); try again",
+                    server.max_inflight_body_mb
+                ),
+            ))
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        Ok(Err(BodyError::Broken)) => {
+            return Refused::new(Fault::invalid(
+                "the request body could not be read (the client went away?)",
+            ))
             .into_response();
         }
     };
@@ -104,6 +133,65 @@ pub async fn handle(
         }
         .into_response(),
     }
+}
+
+/// Why a request body was not read whole.
+#[derive(Debug)]
+enum BodyError {
+    /// Over `server.max-body-bytes`.
+    TooLarge,
+    /// Over what all requests may hold at once.
+    Busy,
+    /// The stream failed.
+    Broken,
+}
+
+/// Reads a body of at most `max` bytes, holding a permit of `budget` per
+/// byte: a declared length is taken before anything is read (and sizes the
+/// buffer once), other bytes as they arrive. The permits come back when
+/// the returned guard is dropped.
+async fn read_body(
+    body: axum::body::Body,
+    max: usize,
+    budget: &Arc<tokio::sync::Semaphore>,
+) -> Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>), BodyError> {
+    use http_body_util::BodyExt;
+    use hyper::body::Body as _;
+    let mut body = body;
+    let declared = body.size_hint().exact().unwrap_or(0);
+    if declared > max as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let take = |n: usize, held: &mut Option<tokio::sync::OwnedSemaphorePermit>| {
+        let n = u32::try_from(n).map_err(|_| BodyError::TooLarge)?;
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyError::Busy)?;
+        match held {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok::<(), BodyError>(())
+    };
+    take(declared as usize, &mut held)?;
+    let mut out = Vec::with_capacity(declared as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let len = out.len() + data.len();
+        if len > max {
+            return Err(BodyError::TooLarge);
+        }
+        if len > declared as usize {
+            take(len - (declared as usize).max(out.len()), &mut held)?;
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok((out, held))
 }
 
 impl IntoResponse for Refused {
