@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::tenant::{TenantConfig, TenantRef};
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -327,30 +329,6 @@ pub struct TokenConfig {
     /// For node tokens: the tenants the node may use (ids or names).
     #[serde(default)]
     pub tenants: Vec<TenantRef>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TenantConfig {
-    pub id: u32,
-    pub name: String,
-}
-
-/// A tenant named in config: by id or by name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum TenantRef {
-    Id(u32),
-    Name(String),
-}
-
-impl std::fmt::Display for TenantRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TenantRef::Id(id) => write!(f, "{id}"),
-            TenantRef::Name(name) => write!(f, "'{name}'"),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -861,10 +839,7 @@ impl Config {
 
     /// The declared tenant a reference names.
     pub fn tenant(&self, r: &TenantRef) -> Option<&TenantConfig> {
-        self.tenants.iter().find(|t| match r {
-            TenantRef::Id(id) => t.id == *id,
-            TenantRef::Name(name) => &t.name == name,
-        })
+        crate::tenant::find(&self.tenants, r.key())
     }
 
     /// Where a cluster's component comes from: `builtin:<name>`, or a

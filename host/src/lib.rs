@@ -25,6 +25,7 @@
 //! - [`esp`]: the ESP ingress and the fault codes.
 //! - [`admin`]: health, readiness, metrics, admin API.
 //! - [`auth`]: bearer tokens and roles.
+//! - [`tenant`]: tenants and the one lookup by id or name.
 //! - [`listener`]: the HTTP listener: connection cap and timeouts.
 //! - [`loopback`]: without tokens, keeps web pages out (Host, Origin,
 //!   Content-Type).
@@ -45,6 +46,7 @@ pub mod loopback;
 pub mod node;
 pub mod runtime;
 pub mod store;
+pub mod tenant;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -262,19 +262,10 @@ fn resolve_tenant<'a>(
             FaultCode::Tenant,
             "Request.TenantId: is required",
         )),
-        Some(Scalar::Int(n)) => {
-            let id = u32::try_from(*n).ok();
-            id.and_then(|id| tenants.iter().find(|t| t.id == id))
-                .ok_or_else(|| unknown(n.to_string()))
-        }
+        Some(Scalar::Int(n)) => crate::tenant::find(tenants, crate::tenant::Key::Id(*n))
+            .ok_or_else(|| unknown(n.to_string())),
         Some(Scalar::OtherNumber) => Err(unknown("(a number that is no tenant id)".into())),
-        Some(Scalar::Str(name)) => tenants
-            .iter()
-            .find(|t| &t.name == name)
-            .or_else(|| {
-                let id: u32 = name.parse().ok()?;
-                tenants.iter().find(|t| t.id == id)
-            })
+        Some(Scalar::Str(name)) => crate::tenant::find(tenants, crate::tenant::Key::Name(name))
             .ok_or_else(|| unknown(format!("'{name}'"))),
         Some(_) => Err(Fault::new(
             FaultCode::Tenant,

@@ -289,8 +289,10 @@ fn read_hello(
     let mut ids = Vec::new();
     for t in &tenants {
         let found = match t {
-            Scalar::Int(id) => gw.config.tenants.iter().find(|c| i64::from(c.id) == *id),
-            Scalar::Str(name) => gw.config.tenants.iter().find(|c| &c.name == name),
+            Scalar::Int(id) => crate::tenant::find(&gw.config.tenants, crate::tenant::Key::Id(*id)),
+            Scalar::Str(name) => {
+                crate::tenant::find(&gw.config.tenants, crate::tenant::Key::Name(name))
+            }
             _ => None,
         };
         let Some(tenant) = found else {
