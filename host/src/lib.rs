@@ -29,16 +29,15 @@
 //! - [`listener`]: the HTTP listener: connection cap and timeouts.
 //! - [`loopback`]: without tokens, keeps web pages out (Host, Origin,
 //!   Content-Type).
-//! - [`node`]: Interaction Server node sessions, the node router, node-sim.
-//! - [`bench`]: the load generator behind `wasp bench`.
+//! - [`node`]: Interaction Server node sessions, the node router.
+//! - [`tools`]: clients outside the core: node-sim, the bench, the demo's
+//!   mock peers.
 
 pub mod admin;
 pub mod auth;
-pub mod bench;
 pub mod builtin;
 pub mod cluster;
 pub mod config;
-pub mod demo;
 pub mod esp;
 pub mod kv;
 pub mod listener;
@@ -47,6 +46,7 @@ pub mod node;
 pub mod runtime;
 pub mod store;
 pub mod tenant;
+pub mod tools;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

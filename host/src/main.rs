@@ -51,10 +51,10 @@ enum Command {
     },
     /// A reference Interaction Server node: holds interactions, answers
     /// operations, emits notifications, and can drive ESP load.
-    NodeSim(Box<wasp::node::sim::SimArgs>),
+    NodeSim(Box<wasp::tools::node_sim::SimArgs>),
     /// Measure ESP over HTTP: a native handler vs pooled vs per-request
     /// Wasm instances, in one run on this machine.
-    Bench(wasp::bench::BenchArgs),
+    Bench(wasp::tools::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -91,8 +91,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config, listen } => run(config, listen).await,
             Command::Check { config } => check(config).await,
-            Command::Bench(args) => wasp::bench::run(args).await,
-            Command::NodeSim(args) => wasp::node::sim::run(*args).await,
+            Command::Bench(args) => wasp::tools::bench::run(args).await,
+            Command::NodeSim(args) => wasp::tools::node_sim::run(*args).await,
         }
     });
     match result {
@@ -119,7 +119,7 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
     }
     let mocks = match config.demo.mock_peers {
         Some(at) => Some(
-            wasp::demo::Mocks::start(at)
+            wasp::tools::demo::Mocks::start(at)
                 .await
                 .with_context(|| format!("cannot start the demo's mock peers on {at}"))?,
         ),
@@ -155,7 +155,7 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
             "  embedded node-sim '{}' (a demo stand-in for an Interaction Server node) serving tenants {:?}, media {:?}",
             node.node_id, node.tenants, node.media
         );
-        embedded.push(wasp::node::sim::Sim::spawn(embedded_sim(node, local)));
+        embedded.push(wasp::tools::node_sim::Sim::spawn(embedded_sim(node, local)));
     }
     if let Some(mocks) = &mocks {
         println!(
@@ -208,8 +208,11 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn embedded_sim(node: &wasp::config::EmbeddedNode, local: SocketAddr) -> wasp::node::sim::SimArgs {
-    wasp::node::sim::SimArgs {
+fn embedded_sim(
+    node: &wasp::config::EmbeddedNode,
+    local: SocketAddr,
+) -> wasp::tools::node_sim::SimArgs {
+    wasp::tools::node_sim::SimArgs {
         connect: vec![format!("ws://{local}")],
         node_id: node.node_id.clone(),
         tenants: node.tenants.clone(),

@@ -6,7 +6,7 @@ mod common;
 use base64::Engine as _;
 use common::*;
 use serde_json::json;
-use wasp::demo::Mocks;
+use wasp::tools::demo::Mocks;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fax_and_im_deliver_through_their_gateways() {

@@ -11,8 +11,8 @@ use common::*;
 use serde_json::{Value, json};
 use wasp::kv::{Kv, Value as KvValue};
 use wasp::node::frames::OpKind;
-use wasp::node::sim::{Sim, SimArgs};
 use wasp::node::{OpDone, Operation};
+use wasp::tools::node_sim::{Sim, SimArgs};
 
 fn sim(s: &Served, node_id: &str, tenants: &[u32]) -> SimArgs {
     SimArgs {

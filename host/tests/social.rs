@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use wasp::demo::Mocks;
+use wasp::tools::demo::Mocks;
 
 fn cluster(mocks: &Mocks) -> String {
     format!(

@@ -21,7 +21,6 @@
 
 pub mod frames;
 pub mod session;
-pub mod sim;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -29,9 +29,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use crate::Gateway;
 use crate::config::Config;
 use crate::esp::{self, ResponseBody};
-use crate::node::sim::{Pacer, percentile_ms};
 use crate::runtime::bindings;
 use crate::runtime::{ComponentCache, Instance, InstanceSpec, PoolSize, Runtime};
+use crate::tools::node_sim::{Pacer, percentile_ms};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -249,8 +249,8 @@ async fn over_sessions(
     sessions: usize,
     in_flight: usize,
     seconds: u64,
-) -> Result<crate::node::sim::LoadReport> {
-    use crate::node::sim::{LoadReport, Sim, SimArgs};
+) -> Result<crate::tools::node_sim::LoadReport> {
+    use crate::tools::node_sim::{LoadReport, Sim, SimArgs};
     let params =
         serde_json::from_str::<serde_json::Value>(BODY)?["Request"]["Parameters"].to_string();
     let mut sims = Vec::new();

@@ -24,8 +24,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
-use super::frames::{HostFrame, NodeFrame, OpFrame, frame_type};
 use crate::kv::{Kv, Value};
+use crate::node::frames::{HostFrame, NodeFrame, OpFrame, frame_type};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {

@@ -1,0 +1,12 @@
+//! Clients and stand-ins that ship with the `wasp` binary but are not part
+//! of the host: nothing in the core depends on them, they only use its
+//! public types (the node protocol's frames, the config).
+//!
+//! - [`node_sim`]: a reference Interaction Server node (`wasp node-sim`),
+//!   also embedded by the demo and used by tests and the bench.
+//! - [`bench`]: the load generator behind `wasp bench`.
+//! - [`demo`]: the demo's mock SMS, fax and IM gateways and social APIs.
+
+pub mod bench;
+pub mod demo;
+pub mod node_sim;
