@@ -189,6 +189,38 @@ fn expiry_key(at: u64, scoped: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The entry under a scoped key in the `KV` and `TTL` tables of a read or
+/// a write transaction, expired or not.
+fn read_entry(
+    kv: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    ttl: &impl ReadableTable<&'static [u8], u64>,
+    k: &[u8],
+) -> Result<Option<Entry>, Error> {
+    let Some(value) = kv.get(k).map_err(db_err)? else {
+        return Ok(None);
+    };
+    let value = value.value().to_vec();
+    let expires = ttl.get(k).map_err(db_err)?.map(|v| v.value());
+    Ok(Some(Entry { value, expires }))
+}
+
+/// A tenant's usage (`None`: the cluster's) in the `USAGE` table of a read
+/// or a write transaction.
+fn read_usage(
+    usage: &impl ReadableTable<u64, (u64, u64)>,
+    tenant: Option<u32>,
+) -> Result<Usage, Error> {
+    let row = tenant.map_or(TOTAL, u64::from);
+    Ok(usage
+        .get(row)
+        .map_err(db_err)?
+        .map(|v| {
+            let (entries, bytes) = v.value();
+            Usage { entries, bytes }
+        })
+        .unwrap_or_default())
+}
+
 /// The storage operations the store's logic ([`Writer`]) is written
 /// against, one implementation per backend, inside one lock or
 /// transaction.
@@ -235,11 +267,18 @@ impl Writer<'_> {
 
     fn remove(&mut self, tenant: u32, key: &str, e: &Entry) -> Result<(), Error> {
         self.tx.remove(tenant, key, e.expires)?;
-        let gone = cost(key, &e.value);
+        self.account(tenant, Some(cost(key, &e.value)), None)
+    }
+
+    /// Counts, for the tenant and for the cluster, an entry of `old` bytes
+    /// (`None`: there was none) replaced by one of `new` bytes (`None`:
+    /// removed).
+    fn account(&mut self, tenant: u32, old: Option<u64>, new: Option<u64>) -> Result<(), Error> {
         for who in [Some(tenant), None] {
             let mut u = self.tx.usage(who)?;
-            u.entries = u.entries.saturating_sub(1);
-            u.bytes = u.bytes.saturating_sub(gone);
+            u.entries =
+                (u.entries + u64::from(new.is_some())).saturating_sub(u64::from(old.is_some()));
+            u.bytes = u.bytes.saturating_sub(old.unwrap_or(0)) + new.unwrap_or(0);
             self.tx.set_usage(who, u)?;
         }
         Ok(())
@@ -323,13 +362,7 @@ impl Writer<'_> {
         }
         self.tx
             .put(tenant, key, value, expires, old.map(|e| e.expires))?;
-        for who in [Some(tenant), None] {
-            let mut u = self.tx.usage(who)?;
-            u.entries += u64::from(old.is_none());
-            u.bytes = u.bytes - old_cost.unwrap_or(0).min(u.bytes) + new_cost;
-            self.tx.set_usage(who, u)?;
-        }
-        Ok(())
+        self.account(tenant, old_cost, Some(new_cost))
     }
 }
 
@@ -456,17 +489,7 @@ impl<'t> FileTxn<'t> {
 
 impl Txn for FileTxn<'_> {
     fn entry(&mut self, tenant: u32, key: &str) -> Result<Option<Entry>, Error> {
-        let k = scoped(tenant, key);
-        let Some(value) = self.kv.get(k.as_slice()).map_err(db_err)? else {
-            return Ok(None);
-        };
-        let value = value.value().to_vec();
-        let expires = self
-            .ttl
-            .get(k.as_slice())
-            .map_err(db_err)?
-            .map(|v| v.value());
-        Ok(Some(Entry { value, expires }))
+        read_entry(&self.kv, &self.ttl, &scoped(tenant, key))
     }
 
     fn put(
@@ -513,16 +536,7 @@ impl Txn for FileTxn<'_> {
     }
 
     fn usage(&mut self, tenant: Option<u32>) -> Result<Usage, Error> {
-        let row = tenant.map_or(TOTAL, u64::from);
-        Ok(self
-            .usage
-            .get(row)
-            .map_err(db_err)?
-            .map(|v| {
-                let (entries, bytes) = v.value();
-                Usage { entries, bytes }
-            })
-            .unwrap_or_default())
+        read_usage(&self.usage, tenant)
     }
 
     fn set_usage(&mut self, tenant: Option<u32>, usage: Usage) -> Result<(), Error> {
@@ -661,18 +675,8 @@ impl ClusterStore {
             Backend::File(db) => {
                 let tx = db.begin_read().map_err(db_err)?;
                 let kv = tx.open_table(KV).map_err(db_err)?;
-                let k = scoped(tenant, key);
-                match kv.get(k.as_slice()).map_err(db_err)? {
-                    None => None,
-                    Some(v) => {
-                        let ttl = tx.open_table(TTL).map_err(db_err)?;
-                        let expires = ttl.get(k.as_slice()).map_err(db_err)?.map(|a| a.value());
-                        Some(Entry {
-                            value: v.value().to_vec(),
-                            expires,
-                        })
-                    }
-                }
+                let ttl = tx.open_table(TTL).map_err(db_err)?;
+                read_entry(&kv, &ttl, &scoped(tenant, key))?
             }
         };
         Ok(entry.filter(|e| !e.expired(now)).map(|e| e.value))
@@ -815,16 +819,7 @@ impl ClusterStore {
             Backend::Memory(mem) => lock(mem).usage(tenant),
             Backend::File(db) => {
                 let tx = db.begin_read().map_err(db_err)?;
-                let usage = tx.open_table(USAGE).map_err(db_err)?;
-                let row = tenant.map_or(TOTAL, u64::from);
-                Ok(usage
-                    .get(row)
-                    .map_err(db_err)?
-                    .map(|v| {
-                        let (entries, bytes) = v.value();
-                        Usage { entries, bytes }
-                    })
-                    .unwrap_or_default())
+                read_usage(&tx.open_table(USAGE).map_err(db_err)?, tenant)
             }
         }
     }
