@@ -144,7 +144,7 @@ impl Gateway {
         metrics.register_counter(
             "notifications_dropped",
             "Node notifications dropped because a capture point's buffer was full",
-            nodes.dropped_notifications_metric.clone(),
+            nodes.dropped_notifications.clone(),
         );
         let body_budget = Arc::new(tokio::sync::Semaphore::new(
             (config.server.max_inflight_body_mb << 20) as usize,

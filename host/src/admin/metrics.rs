@@ -125,12 +125,7 @@ impl HttpMetrics {
     /// and logs `what` happened (rate-limited). Closing an idle keep-alive
     /// connection is routine: it is counted and logged at debug level only.
     pub fn hit(&self, limit: Limit, what: std::fmt::Arguments<'_>) {
-        let family = if limit == Limit::MaxConnections {
-            &self.refused
-        } else {
-            &self.closed
-        };
-        family.get_or_create(&LimitLabels { reason: limit }).inc();
+        self.counter(limit).inc();
         if limit == Limit::IdleTimeout {
             tracing::debug!(limit = limit.as_str(), "http: {what}");
             return;
@@ -150,12 +145,17 @@ impl HttpMetrics {
 
     /// Connections refused (`max-connections`) or closed by `limit` so far.
     pub fn count(&self, limit: Limit) -> u64 {
+        self.counter(limit).get()
+    }
+
+    /// The series of `limit`: refused (`max-connections`) or closed.
+    fn counter(&self, limit: Limit) -> Counter {
         let family = if limit == Limit::MaxConnections {
             &self.refused
         } else {
             &self.closed
         };
-        family.get_or_create(&LimitLabels { reason: limit }).get()
+        family.get_or_create(&LimitLabels { reason: limit }).clone()
     }
 }
 

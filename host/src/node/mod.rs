@@ -116,9 +116,8 @@ pub struct Nodes {
     next_correlation: AtomicU64,
     next_session: AtomicU64,
     sinks: Mutex<HashMap<String, mpsc::Sender<Notification>>>,
-    dropped_notifications: AtomicU64,
-    /// `wasp_notifications_dropped_total`.
-    pub dropped_notifications_metric: prometheus_client::metrics::counter::Counter,
+    /// Notifications dropped so far (`wasp_notifications_dropped_total`).
+    pub dropped_notifications: prometheus_client::metrics::counter::Counter,
     /// A frame not written within this ends the session.
     pub write_timeout: Duration,
     /// A session that says no `Hello` within this is refused.
@@ -224,8 +223,7 @@ impl Nodes {
             next_correlation: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
             sinks: Mutex::new(HashMap::new()),
-            dropped_notifications: AtomicU64::new(0),
-            dropped_notifications_metric: Default::default(),
+            dropped_notifications: Default::default(),
             write_timeout: Duration::from_millis(config.write_timeout_ms),
             hello_timeout: Duration::from_millis(config.hello_timeout_ms),
             session_places: Arc::new(Semaphore::new(config.max_sessions)),
@@ -724,8 +722,7 @@ impl Nodes {
             properties,
         });
         if sent.is_err() {
-            self.dropped_notifications_metric.inc();
-            let n = self.dropped_notifications.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = self.dropped_notifications.inc() + 1;
             tracing::warn!(capture = %owner.capture_point, dropped = n, "notification output full or closed; notification dropped");
         }
     }
