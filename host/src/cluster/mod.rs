@@ -379,12 +379,9 @@ impl Cluster {
             Err(_) => {
                 // Every instance's window is full: a place in the queue is
                 // only worth taking if the request can still finish.
-                let call = self.call_estimate();
                 let per_instance = (self.queue_depth() + 1).div_ceil(self.slots.len()) as u32;
-                let wait = call * (per_instance + self.window as u32 - 1);
-                if !call.is_zero() && Instant::now() + wait + call > deadline {
-                    return Err(Failure::Fault(self.shed(wait)));
-                }
+                self.admit(per_instance + self.window as u32 - 1, deadline)
+                    .map_err(Failure::Fault)?;
                 let Ok(_place) = self.queue.try_acquire() else {
                     return Err(Failure::Fault(Fault::new(
                         FaultCode::Overloaded,
@@ -412,11 +409,7 @@ impl Cluster {
         // Released on every path, including this future being dropped
         // (the client went away): a leaked window would shrink the slot.
         let _reserved = Reserved(&slot.outstanding);
-        let call = self.call_estimate();
-        let wait = call * ahead as u32;
-        if !call.is_zero() && Instant::now() + wait + call > deadline {
-            return Err(Failure::Fault(self.shed(wait)));
-        }
+        self.admit(ahead as u32, deadline).map_err(Failure::Fault)?;
         tracing::Span::current().record("instance", slot.index);
         self.run_on(slot, req, deadline).await
     }
@@ -440,19 +433,42 @@ impl Cluster {
             });
     }
 
-    /// 3003 for a request that would not finish in time.
-    fn shed(&self, wait: Duration) -> Fault {
-        Fault::new(
+    /// 3003 for a request that would wait for `calls_ahead` calls and then
+    /// its own and not finish by `deadline` (nothing is refused before a
+    /// call's length is known).
+    fn admit(&self, calls_ahead: u32, deadline: Instant) -> Result<(), Fault> {
+        let call = self.call_estimate();
+        let wait = call * calls_ahead;
+        if call.is_zero() || Instant::now() + wait + call <= deadline {
+            return Ok(());
+        }
+        Err(Fault::new(
             FaultCode::Overloaded,
             format!(
                 "cluster '{}' is overloaded: the request would wait about {} ms and calls \
                  take about {} ms, more than its {} ms allow",
                 self.name,
                 wait.as_millis(),
-                self.call_estimate().as_millis(),
+                call.as_millis(),
                 self.timeout.as_millis()
             ),
-        )
+        ))
+    }
+
+    /// Runs the call on `instance`, folding its duration into the average
+    /// when the component answered.
+    async fn timed_handle(
+        &self,
+        instance: &mut Instance,
+        req: &bindings::Request<'_>,
+        deadline: Instant,
+    ) -> Result<Result<bindings::KvListResult, bindings::Fault>, CallError> {
+        let started = Instant::now();
+        let outcome = instance.handle(req, deadline).await;
+        if outcome.is_ok() {
+            self.observe_call(started.elapsed());
+        }
+        outcome
     }
 
     /// Power of two choices among slots with room in their window; falls
@@ -511,11 +527,7 @@ impl Cluster {
                         reason: format!("could not be instantiated: {e:#}"),
                         retry: true,
                     })?;
-                let started = Instant::now();
-                let outcome = instance.handle(req, deadline).await;
-                if outcome.is_ok() {
-                    self.observe_call(started.elapsed());
-                }
+                let outcome = self.timed_handle(&mut instance, req, deadline).await;
                 self.settle(slot, outcome, true)
             }
             Policy::Pooled => {
@@ -559,11 +571,7 @@ impl Cluster {
                     )));
                 }
                 let fresh = instance.calls() == 0;
-                let started = Instant::now();
-                let outcome = instance.handle(req, deadline).await;
-                if outcome.is_ok() {
-                    self.observe_call(started.elapsed());
-                }
+                let outcome = self.timed_handle(instance, req, deadline).await;
                 let retire = match &outcome {
                     Ok(_) => self.max_calls > 0 && instance.calls() >= self.max_calls,
                     Err(_) => true,
