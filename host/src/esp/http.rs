@@ -28,72 +28,11 @@ pub async fn handle(
             return Refused::new(fault).into_response();
         }
     };
-    let server = &gw.config.server;
-    let read = tokio::time::timeout(
-        server.body_read_timeout(),
-        read_body(body, server.max_body_bytes, &gw.body_budget),
-    )
-    .await;
     // `_held`: the body's share of `server.max-inflight-body-mb`, until
     // the answer is made.
-    let (bytes, _held) = match read {
-        Ok(Ok(read)) => read,
-        Err(_elapsed) => {
-            gw.metrics.http.hit(
-                Limit::BodyReadTimeout,
-                format_args!(
-                    "answered 408 and closed the connection: the request body to /v1/esp/{cluster} \
-                     did not arrive within server.body-read-timeout-ms ({})",
-                    server.body_read_timeout_ms
-                ),
-            );
-            let mut response = Refused::new(Fault {
-                status: StatusCode::REQUEST_TIMEOUT,
-                ..Fault::invalid(format!(
-                    "the request body did not arrive within {} ms (server.body-read-timeout-ms)",
-                    server.body_read_timeout_ms
-                ))
-            })
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        }
-        Ok(Err(BodyError::TooLarge)) => {
-            return Refused::new(Fault::invalid(format!(
-                "the request body is larger than {} bytes",
-                gw.config.server.max_body_bytes
-            )))
-            .into_response();
-        }
-        Ok(Err(BodyError::Busy)) => {
-            gw.metrics
-                .requests_refused
-                .get_or_create(&crate::admin::metrics::ReasonLabels {
-                    reason: "max-inflight-body-mb",
-                })
-                .inc();
-            let mut response = Refused::new(Fault::new(
-                FaultCode::Overloaded,
-                format!(
-                    "the server already holds {} MiB of request bodies \
-                     (server.max-inflight-body-mb); try again",
-                    server.max_inflight_body_mb
-                ),
-            ))
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
-        }
-        Ok(Err(BodyError::Broken)) => {
-            return Refused::new(Fault::invalid(
-                "the request body could not be read (the client went away?)",
-            ))
-            .into_response();
-        }
+    let (bytes, _held) = match read_body(&gw, body).await {
+        Ok(read) => read,
+        Err(why) => return body_refused(&gw, &cluster, why),
     };
     let req = match super::parse(&bytes) {
         Ok(req) => req,
@@ -142,15 +81,90 @@ enum BodyError {
     TooLarge,
     /// Over what all requests may hold at once.
     Busy,
+    /// Not all there within `server.body-read-timeout-ms`.
+    TimedOut,
     /// The stream failed.
     Broken,
+}
+
+/// The answer to a body that was not read whole: counted, and (timed out
+/// or refused for room) the connection is closed rather than drained.
+fn body_refused(gw: &Gateway, cluster: &str, why: BodyError) -> Response {
+    let server = &gw.config.server;
+    let (fault, close) = match why {
+        BodyError::TooLarge => (
+            Fault::invalid(format!(
+                "the request body is larger than {} bytes",
+                server.max_body_bytes
+            )),
+            false,
+        ),
+        BodyError::Busy => {
+            gw.metrics
+                .requests_refused
+                .get_or_create(&crate::admin::metrics::ReasonLabels {
+                    reason: "max-inflight-body-mb",
+                })
+                .inc();
+            let fault = Fault::new(
+                FaultCode::Overloaded,
+                format!(
+                    "the server already holds {} MiB of request bodies \
+                     (server.max-inflight-body-mb); try again",
+                    server.max_inflight_body_mb
+                ),
+            );
+            (fault, true)
+        }
+        BodyError::TimedOut => {
+            gw.metrics.http.hit(
+                Limit::BodyReadTimeout,
+                format_args!(
+                    "answered 408 and closed the connection: the request body to /v1/esp/{cluster} \
+                     did not arrive within server.body-read-timeout-ms ({})",
+                    server.body_read_timeout_ms
+                ),
+            );
+            let fault = Fault {
+                status: StatusCode::REQUEST_TIMEOUT,
+                ..Fault::invalid(format!(
+                    "the request body did not arrive within {} ms (server.body-read-timeout-ms)",
+                    server.body_read_timeout_ms
+                ))
+            };
+            (fault, true)
+        }
+        BodyError::Broken => (
+            Fault::invalid("the request body could not be read (the client went away?)"),
+            false,
+        ),
+    };
+    let mut response = Refused::new(fault).into_response();
+    if close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Reads a body within `server.body-read-timeout-ms`: see [`read_bounded`].
+async fn read_body(
+    gw: &Gateway,
+    body: axum::body::Body,
+) -> Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>), BodyError> {
+    let server = &gw.config.server;
+    let read = read_bounded(body, server.max_body_bytes, &gw.body_budget);
+    tokio::time::timeout(server.body_read_timeout(), read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
 }
 
 /// Reads a body of at most `max` bytes, holding a permit of `budget` per
 /// byte: a declared length is taken before anything is read (and sizes the
 /// buffer once), other bytes as they arrive. The permits come back when
 /// the returned guard is dropped.
-async fn read_body(
+async fn read_bounded(
     body: axum::body::Body,
     max: usize,
     budget: &Arc<tokio::sync::Semaphore>,
