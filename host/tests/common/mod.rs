@@ -170,30 +170,20 @@ impl Served {
         response.text().await.unwrap()
     }
 
+    /// `GET path`, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// `GET /v1/admin/nodes`: the connected nodes.
     pub async fn admin_nodes(&self) -> Vec<Value> {
-        let nodes: Value = self
-            .http
-            .get(self.url("/v1/admin/nodes"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let nodes = self.get_json("/v1/admin/nodes").await;
         nodes.as_array().cloned().unwrap_or_default()
     }
 
     pub async fn admin_cluster(&self, name: &str) -> Value {
-        let all: Value = self
-            .http
-            .get(self.url("/v1/admin/clusters"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let all = self.get_json("/v1/admin/clusters").await;
         all.as_array()
             .unwrap()
             .iter()
