@@ -140,12 +140,20 @@ async fn run(
     }
     tracing::info!(node = %session.node_id, session = session.serial, window = session.window, "node connected");
     let ping = gw.nodes.ping_interval();
+    let stalled = gw
+        .metrics
+        .node_sessions_closed
+        .get_or_create(&ReasonLabels {
+            reason: "write-timeout",
+        })
+        .clone();
     let mut writer = tokio::spawn(write_loop(
         sink,
         outgoing,
         session.clone(),
         ping,
         write_timeout,
+        stalled,
     ));
     let ended = read_loop(&gw, &session, &mut stream, ping).await;
     if let Ended::Closing(_) = &ended {
@@ -337,13 +345,14 @@ fn read_hello(
 }
 
 /// Writes the session's frames; a frame the node does not take within
-/// `write_timeout` ends the session.
+/// `write_timeout` ends the session (counted in `stalled`).
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut outgoing: mpsc::Receiver<Outgoing>,
     session: Arc<Session>,
     ping: Duration,
     write_timeout: Duration,
+    stalled: prometheus_client::metrics::counter::Counter,
 ) {
     let mut ticker = tokio::time::interval(ping);
     ticker.tick().await;
@@ -370,16 +379,13 @@ async fn write_loop(
             Ok(Ok(())) => drop(held),
             Ok(Err(_)) => break,
             Err(_) => {
-                tracing::warn!(
-                    node = %session.node_id,
-                    session = session.serial,
-                    "node does not read: a frame was not taken within {} ms; disconnecting it",
-                    write_timeout.as_millis()
-                );
-                session.end(format!(
+                let why = format!(
                     "the node does not read its socket (a frame was not taken within {} ms)",
                     write_timeout.as_millis()
-                ));
+                );
+                tracing::warn!(node = %session.node_id, session = session.serial, "{why}; disconnecting it");
+                stalled.inc();
+                session.end(why);
                 break;
             }
         }
@@ -403,12 +409,7 @@ async fn read_loop(
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(ping * 3, stream.next()) => next,
-            () = session.closed.cancelled() => {
-                if session.close_reason().is_some() {
-                    closed("write-timeout");
-                }
-                return Ended::Node("session closed".into());
-            }
+            () = session.closed.cancelled() => return Ended::Node("session closed".into()),
         };
         match next {
             Err(_) => {
