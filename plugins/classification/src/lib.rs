@@ -165,27 +165,9 @@ struct TrainLimits {
 impl TrainLimits {
     fn from_config() -> Result<TrainLimits, Fault> {
         Ok(TrainLimits {
-            examples: config_number("max-examples", 1000, 10_000)? as i64,
-            example_bytes: config_number("max-example-bytes", 4096, 65_536)? as usize,
+            examples: config::number("max-examples", 1000, 10_000)? as i64,
+            example_bytes: config::number("max-example-bytes", 4096, 65_536)? as usize,
         })
-    }
-}
-
-/// A positive number from config, at most `max`, or `default`.
-fn config_number(name: &str, default: u64, max: u64) -> Result<u64, Fault> {
-    match config::get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                Fault::new(
-                    codes::INTERNAL,
-                    format!("config {name} '{v}' is not a number from 1 to {max}"),
-                )
-            }),
     }
 }
 

@@ -144,25 +144,14 @@ const QUEUED: &str = "Queued";
 /// How long a job's record is kept after its last change: 7 days.
 const DEFAULT_JOB_TTL: u32 = 7 * 24 * 60 * 60;
 
-/// Config `job-ttl-seconds`, or the default.
+/// Config `job-ttl-seconds` (1 to `u32::MAX`), or the default.
 fn job_ttl() -> Result<u32, Fault> {
-    match config::get("job-ttl-seconds") {
-        None => Ok(DEFAULT_JOB_TTL),
-        Some(t) => t
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|&s| s > 0)
-            .ok_or_else(|| {
-                Fault::new(
-                    codes::INTERNAL,
-                    format!(
-                        "config job-ttl-seconds '{t}' is not a number of seconds from 1 to {}",
-                        u32::MAX
-                    ),
-                )
-            }),
-    }
+    let ttl = config::number(
+        "job-ttl-seconds",
+        u64::from(DEFAULT_JOB_TTL),
+        u64::from(u32::MAX),
+    )?;
+    Ok(ttl as u32)
 }
 
 /// Records the gateway's status for a job it has taken. The answer does

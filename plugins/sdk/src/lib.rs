@@ -184,6 +184,25 @@ pub mod config {
     pub fn all() -> Vec<(String, String)> {
         wit_config::get_all()
     }
+
+    /// A whole number from 1 to `max` under `key`, or `default` when it is
+    /// not configured; anything else is a fault naming the key.
+    pub fn number(key: &str, default: u64, max: u64) -> Result<u64, crate::Fault> {
+        match get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    crate::Fault::new(
+                        crate::codes::INTERNAL,
+                        format!("config {key} '{v}' is not a number from 1 to {max}"),
+                    )
+                }),
+        }
+    }
 }
 
 #[doc(hidden)]
