@@ -215,6 +215,54 @@ async fn a_huge_value_where_an_integer_belongs_costs_no_memory() {
 }
 
 #[tokio::test]
+async fn a_huge_value_in_a_node_frame_costs_no_memory() {
+    let wasp = Wasp::start(
+        "[clusters.echo]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\ntenants = [101]\n",
+    );
+    let addr: std::net::SocketAddr = wasp.addr.parse().unwrap();
+    let (mut socket, welcome) = ws::hello(addr, None, hello("is-big", json!([101]))).await;
+    assert_eq!(welcome["Type"], "Welcome", "{welcome}");
+    let before = wasp.peak_rss();
+    // Frames just under the 16 MiB limit whose one field is a big array
+    // of arrays. Before, every frame was first built as a JSON value
+    // (about 50 times its size).
+    let mut pad = String::with_capacity(16 << 20);
+    while pad.len() < (16 << 20) - 300 {
+        pad.push_str("[1],");
+    }
+    pad.push_str("[1]");
+    let frames = [
+        format!(r#"{{"Type":"Ping","Pad":[{pad}]}}"#),
+        format!(
+            r#"{{"Type":"Request3rdServer","Cluster":"echo","ReferenceId":[{pad}],"Request":{{}}}}"#
+        ),
+        format!(r#"{{"Type":"Done","CorrelationId":"c-1","Extra":[{pad}]}}"#),
+    ];
+    for (i, frame) in frames.iter().enumerate() {
+        ws::send_text(&mut socket, frame).await;
+        // A Ping after each frame: its Pong shows the frame was handled
+        // (the first frame is a Ping itself; the second is answered 3000;
+        // the third answers an operation nobody waits for).
+        ws::send(&mut socket, json!({"Type":"Ping"})).await;
+        let mut pongs = 0;
+        while pongs < 1 + usize::from(i == 0) {
+            let frame = ws::recv(&mut socket).await.expect("the session goes on");
+            if frame["Type"] == "Pong" {
+                pongs += 1;
+            } else if frame["Event"] == "Event3rdServerFault" {
+                assert_eq!(frame["FaultCode"], 3000, "{frame}");
+            }
+        }
+    }
+    let grew = wasp.peak_rss().saturating_sub(before);
+    assert!(
+        grew < 150 << 20,
+        "peak memory grew by {} MiB for 16 MiB frames",
+        grew >> 20
+    );
+}
+
+#[tokio::test]
 async fn a_request_too_big_for_an_instance_is_refused_before_it_is_lowered() {
     // 2 MiB of memory cannot hold a 1.5 MiB parameter twice over.
     let served = serve(&chaos_cluster("chaos", "instances = 1\nmemory-mb = 2")).await;
