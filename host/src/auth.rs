@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 
 use crate::config::{Config, Role};
-use crate::esp::fault::{Fault, FaultCode};
+use crate::fault::{Fault, FaultCode};
 
 /// What a token allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Auth {
             return Err(Fault::new(FaultCode::Unauthorized, "unknown token"));
         };
         if grant.role != role && grant.role != Role::Admin {
-            return Err(forbidden(format!(
+            return Err(Fault::forbidden(format!(
                 "a {:?} token cannot be used here ({:?} role needed)",
                 grant.role, role
             )));
@@ -95,14 +95,6 @@ fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.trim_start().split_once([' ', '\t'])?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// 3004 with HTTP 403: authenticated, but not allowed.
-pub fn forbidden(message: String) -> Fault {
-    Fault {
-        status: StatusCode::FORBIDDEN,
-        ..Fault::new(FaultCode::Unauthorized, message)
-    }
 }
 
 #[cfg(test)]

@@ -175,6 +175,14 @@ pub struct RuntimeConfig {
     /// Largest size of the cache directory in MiB (default 2048): beyond
     /// it the least recently used compiled components are deleted.
     pub cache_max_mb: Option<u64>,
+    /// Instance slots of the pooling allocator, for the whole process.
+    /// Fixed at start, so that a later generation (a reload) fits: default
+    /// twice what the first config needs plus 64, at least 256.
+    pub max_instances: Option<u32>,
+    /// The largest linear memory any instance may have, in MiB, fixed at
+    /// start: default the largest `memory-mb` of the first config, at
+    /// least 256.
+    pub max_memory_mb: Option<u64>,
 }
 
 /// 2 GiB of compiled components.

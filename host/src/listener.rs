@@ -48,11 +48,11 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
-use crate::Gateway;
+use crate::Host;
 use crate::admin::metrics::{HttpMetrics, Limit};
 use crate::config::ServerConfig;
-use crate::esp::fault::{Fault, FaultCode};
 use crate::esp::{FaultBody, Refused};
+use crate::fault::{Fault, FaultCode};
 
 /// Most header fields in a request head (hyper's default, set explicitly
 /// because the 431 answer names it).
@@ -86,12 +86,12 @@ impl Limits {
 /// the node sessions, stops accepting and lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
-    gw: Arc<Gateway>,
+    host: Arc<Host>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let limits = Limits::from_config(&gw.config.server);
-    let app = crate::app(gw.clone());
-    let metrics = gw.metrics.http.clone();
+    let limits = Limits::from_config(&host.server);
+    let app = crate::app(host.clone());
+    let metrics = host.metrics.http.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.header_read_timeout(None)
@@ -173,7 +173,7 @@ pub async fn serve(
     drop(listener);
     // WebSocket sessions outlive graceful HTTP shutdown: close them so
     // nodes fail over to another host.
-    gw.nodes.close_all();
+    host.nodes.close_all();
     stop.cancel();
     drop(done_rx);
     done.closed().await;
@@ -217,17 +217,18 @@ fn refuse(stream: TcpStream, peer: SocketAddr, limits: &Limits, metrics: &HttpMe
             limits.max_connections
         ),
     );
-    let _ = stream.try_write(&fault_answer(&fault, &[("retry-after", "1")]));
+    let status = crate::esp::http::status_of(&fault);
+    let _ = stream.try_write(&fault_answer(status, &fault, &[("retry-after", "1")]));
 }
 
 /// A complete HTTP/1.1 answer carrying `fault`, closing the connection.
-fn fault_answer(fault: &Fault, headers: &[(&str, &str)]) -> Vec<u8> {
+fn fault_answer(status: StatusCode, fault: &Fault, headers: &[(&str, &str)]) -> Vec<u8> {
     let refused = Refused::new(fault.clone());
     let body = serde_json::to_vec(&FaultBody::new(&refused)).unwrap_or_default();
     let mut out = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-        fault.status.as_u16(),
-        fault.status.canonical_reason().unwrap_or(""),
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
         body.len()
     );
     for (name, value) in headers {
@@ -465,12 +466,9 @@ impl Conn {
             ),
             _ => "the request is not valid HTTP/1.1".to_string(),
         };
-        let fault = Fault {
-            status,
-            ..Fault::invalid(message)
-        };
+        let fault = Fault::invalid(message);
         self.replacement = Some(Replacement {
-            bytes: fault_answer(&fault, &[]),
+            bytes: fault_answer(status, &fault, &[]),
             written: 0,
         });
         Some(head.len())

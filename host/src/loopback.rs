@@ -24,23 +24,22 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::uri::Authority;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::Gateway;
-use crate::auth::forbidden;
+use crate::Host;
 use crate::esp::Refused;
-use crate::esp::fault::Fault;
+use crate::fault::{Cause, Fault};
 
 /// Middleware for every route: without tokens, a request must be
 /// addressed to a loopback name and must not come from a foreign web page.
 pub async fn require_loopback(
-    State(gw): State<Arc<Gateway>>,
+    State(host): State<Arc<Host>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if !gw.auth.enabled()
+    if !host.current().auth.enabled()
         && let Err(fault) = check_host(request.headers(), request.uri())
             .and_then(|()| check_origin(request.headers()))
     {
@@ -51,12 +50,8 @@ pub async fn require_loopback(
 
 /// Middleware for endpoints that take a JSON body: without tokens, the
 /// body must be declared `application/json`.
-pub async fn require_json(
-    State(gw): State<Arc<Gateway>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if !gw.auth.enabled()
+pub async fn require_json(State(host): State<Arc<Host>>, request: Request, next: Next) -> Response {
+    if !host.current().auth.enabled()
         && let Err(fault) = check_json(request.headers())
     {
         return Refused::new(fault).into_response();
@@ -71,13 +66,13 @@ const WHY: &str = "without [[tokens]] wasp is loopback-only: it answers only req
 /// loopback host.
 pub fn check_host(headers: &HeaderMap, uri: &Uri) -> Result<(), Fault> {
     let Some(host) = headers.get(header::HOST) else {
-        return Err(forbidden(format!(
+        return Err(Fault::forbidden(format!(
             "the request has no Host header: {WHY}; send Host: 127.0.0.1, or configure [[tokens]]"
         )));
     };
     let named = host.to_str().ok();
     if !named.is_some_and(is_loopback_authority) {
-        return Err(forbidden(format!(
+        return Err(Fault::forbidden(format!(
             "Host '{}' is not a loopback name: {WHY}; address wasp as 127.0.0.1, or configure [[tokens]]",
             String::from_utf8_lossy(host.as_bytes())
         )));
@@ -85,7 +80,7 @@ pub fn check_host(headers: &HeaderMap, uri: &Uri) -> Result<(), Fault> {
     if let Some(authority) = uri.authority()
         && !is_loopback_authority(authority.as_str())
     {
-        return Err(forbidden(format!(
+        return Err(Fault::forbidden(format!(
             "the request is addressed to '{authority}', not a loopback name: {WHY}; \
              address wasp as 127.0.0.1, or configure [[tokens]]"
         )));
@@ -112,7 +107,7 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), Fault> {
     if loopback {
         return Ok(());
     }
-    Err(forbidden(format!(
+    Err(Fault::forbidden(format!(
         "the request comes from the web page at '{}': without [[tokens]] wasp refuses requests \
          that web pages make; configure [[tokens]] to allow them",
         String::from_utf8_lossy(origin.as_bytes())
@@ -160,13 +155,11 @@ pub fn check_json(headers: &HeaderMap) -> Result<(), Fault> {
         Some(v) => format!("'{}'", String::from_utf8_lossy(v.as_bytes())),
         None => "none".into(),
     };
-    Err(Fault {
-        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ..Fault::invalid(format!(
-            "Content-Type must be application/json (got {got}): without [[tokens]] wasp takes \
-             only JSON, which web pages cannot send to it"
-        ))
-    })
+    Err(Fault::invalid(format!(
+        "Content-Type must be application/json (got {got}): without [[tokens]] wasp takes \
+         only JSON, which web pages cannot send to it"
+    ))
+    .because(Cause::ContentType))
 }
 
 #[cfg(test)]
@@ -226,7 +219,7 @@ mod tests {
             "",
         ] {
             let fault = with(no).unwrap_err();
-            assert_eq!(fault.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{no}");
+            assert_eq!(fault.cause, Cause::ContentType, "{no}");
             assert_eq!(fault.code.as_u16(), 3000);
         }
         assert!(check_json(&HeaderMap::new()).is_err());
@@ -249,7 +242,7 @@ mod tests {
             "file://",
         ] {
             let fault = with(no).unwrap_err();
-            assert_eq!(fault.status, StatusCode::FORBIDDEN, "{no}");
+            assert_eq!(fault.cause, Cause::Forbidden, "{no}");
             assert_eq!(fault.code.as_u16(), 3004);
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use wasp::Gateway;
+use wasp::Host;
 use wasp::config::Config;
 
 /// The gateway allocates per request on every worker thread and frees
@@ -125,7 +125,7 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
         ),
         None => None,
     };
-    let gw = Arc::new(Gateway::start(config).await.context("cannot start")?);
+    let host = Arc::new(Host::start(config).await.context("cannot start")?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -134,7 +134,8 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
     if open {
         println!("  no [[tokens]] configured: every call is allowed, loopback only");
     }
-    for cluster in gw.clusters.values() {
+    let generation = host.current();
+    for cluster in generation.clusters.values() {
         println!(
             "  cluster {:<12} service {} ({} instances, {:?}) for tenants {}",
             cluster.name,
@@ -150,7 +151,7 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
         );
     }
     let mut embedded = Vec::new();
-    for node in &gw.config.embedded_nodes {
+    for node in &generation.config.embedded_nodes {
         println!(
             "  embedded node-sim '{}' (a demo stand-in for an Interaction Server node) serving tenants {:?}, media {:?}",
             node.node_id, node.tenants, node.media
@@ -164,12 +165,12 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
         );
     }
     println!("  Interaction Server nodes connect to ws://{local}/v1/nodes/connect");
-    if let Some(line) = try_line(&gw, local) {
+    if let Some(line) = try_line(&host, local) {
         println!("try:\n  {line}");
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let serving = wasp::serve(listener, gw, shutdown.clone());
+    let serving = wasp::serve(listener, host, shutdown.clone());
     tokio::pin!(serving);
     tokio::select! {
         result = &mut serving => result,
@@ -236,7 +237,8 @@ fn embedded_sim(
 /// harmless; with tokens configured it carries a node token that allows
 /// the tenant. No line for other services: guessing a method could
 /// suggest one that is expensive.
-fn try_line(gw: &Gateway, addr: SocketAddr) -> Option<String> {
+fn try_line(host: &Host, addr: SocketAddr) -> Option<String> {
+    let generation = host.current();
     let example = |service: &str| match service {
         "Fax" => Some((
             "SendFax",
@@ -250,14 +252,19 @@ fn try_line(gw: &Gateway, addr: SocketAddr) -> Option<String> {
         "Echo" => Some(("Echo", r#"{"Text":"Hello from wasp"}"#)),
         _ => None,
     };
-    let cluster = gw
+    let cluster = generation
         .clusters
         .get("fax")
         .filter(|c| c.service == "Fax")
-        .or_else(|| gw.clusters.values().find(|c| example(&c.service).is_some()))?;
+        .or_else(|| {
+            generation
+                .clusters
+                .values()
+                .find(|c| example(&c.service).is_some())
+        })?;
     let (method, params) = example(&cluster.service)?;
     let tenant = cluster.tenants.first()?.id;
-    let auth = if gw.config.tokens.is_empty() {
+    let auth = if generation.config.tokens.is_empty() {
         String::new()
     } else {
         // A node token for the tenant (what an IS node uses), else admin.
@@ -265,9 +272,9 @@ fn try_line(gw: &Gateway, addr: SocketAddr) -> Option<String> {
             t.role == wasp::config::Role::Node
                 && t.tenants
                     .iter()
-                    .any(|r| gw.config.tenant(r).is_some_and(|c| c.id == tenant))
+                    .any(|r| generation.config.tenant(r).is_some_and(|c| c.id == tenant))
         };
-        let tokens = &gw.config.tokens;
+        let tokens = &generation.config.tokens;
         let token = tokens
             .iter()
             .find(node)
@@ -284,10 +291,11 @@ async fn check(path: PathBuf) -> Result<()> {
     let config = load(&path)?;
     // A running host may hold the stores' files: check opens none (and
     // so creates none); each cluster gets an empty store in memory.
-    let gw = Gateway::start_for_check(config)
+    let host = Host::start_for_check(config)
         .await
         .context("the config does not start")?;
-    for cluster in gw.clusters.values() {
+    let generation = host.current();
+    for cluster in generation.clusters.values() {
         let mut methods: Vec<_> = cluster.methods.iter().cloned().collect();
         methods.sort();
         println!(
@@ -311,11 +319,11 @@ async fn check(path: PathBuf) -> Result<()> {
                 ""
             }
         );
-        if let Some(store) = &gw.config.clusters[&*cluster.name].store {
+        if let Some(store) = &generation.config.clusters[&*cluster.name].store {
             match &store.persist {
                 Some(file) => println!(
                     "  store: {} not opened (check touches no state)",
-                    gw.config.base_dir.join(file).display()
+                    generation.config.base_dir.join(file).display()
                 ),
                 None => println!("  store: in memory"),
             }
@@ -329,10 +337,10 @@ async fn check(path: PathBuf) -> Result<()> {
 mod tests {
     use super::*;
 
-    async fn gateway(text: &str) -> Gateway {
+    async fn gateway(text: &str) -> Host {
         let text =
             format!("[runtime]\nno-cache = true\n[[tenants]]\nid = 101\nname = \"T\"\n{text}");
-        Gateway::start(Config::parse(&text, std::path::Path::new(".")).unwrap())
+        Host::start(Config::parse(&text, std::path::Path::new(".")).unwrap())
             .await
             .unwrap()
     }
@@ -345,19 +353,19 @@ mod tests {
             "[clusters.chaos]\nservice = \"Chaos\"\ncomponent = {:?}\ntenants = [101]\n",
             env!("WASP_FIXTURE_CHAOS")
         );
-        let gw = gateway(&chaos).await;
-        assert_eq!(try_line(&gw, "127.0.0.1:8080".parse().unwrap()), None);
+        let host = gateway(&chaos).await;
+        assert_eq!(try_line(&host, "127.0.0.1:8080".parse().unwrap()), None);
     }
 
     #[tokio::test]
     async fn the_try_line_carries_a_token_when_tokens_are_configured() {
-        let gw = gateway(
+        let host = gateway(
             "[[tokens]]\ntoken = \"an-admin-token-that-is-long\"\nrole = \"admin\"\n\
              [[tokens]]\ntoken = \"a-node-token-for-tenant-101\"\nrole = \"node\"\ntenants = [101]\n\
              [clusters.fax]\nservice = \"Fax\"\ncomponent = \"builtin:fax\"\ntenants = [101]\n",
         )
         .await;
-        let line = try_line(&gw, "127.0.0.1:8080".parse().unwrap()).unwrap();
+        let line = try_line(&host, "127.0.0.1:8080".parse().unwrap()).unwrap();
         assert!(
             line.contains("-H 'authorization: Bearer a-node-token-for-tenant-101'"),
             "{line}"

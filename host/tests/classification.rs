@@ -260,7 +260,10 @@ async fn concurrent_train_calls_on_several_instances_keep_every_example() {
         (1..=N).collect::<Vec<_>>(),
         "every Train got its own slot"
     );
-    let store = s.gw.clusters["classification"].store().unwrap();
+    let store = s.host.current().clusters["classification"]
+        .store()
+        .unwrap()
+        .clone();
     let mut texts: Vec<String> = store
         .keys(101, "train/0")
         .unwrap()
@@ -317,7 +320,10 @@ async fn one_example_is_bounded_in_bytes() {
         "more than the 100 one example may have",
     );
     assert_eq!(answer["ComponentFaultCode"], 2);
-    let store = s.gw.clusters["classification"].store().unwrap();
+    let store = s.host.current().clusters["classification"]
+        .store()
+        .unwrap()
+        .clone();
     assert_eq!(store.usage(None).unwrap().entries, 0, "nothing stored");
     let (status, answer) = train(&s, 101, "Zoo", &"quokka ".repeat(13)).await;
     assert_eq!(status, 200, "94 bytes fit: {answer}");
@@ -327,7 +333,10 @@ async fn one_example_is_bounded_in_bytes() {
 async fn classify_reads_no_more_than_max_examples_of_the_tenants_examples() {
     let s = serve(&trainable(1, "max-examples = \"3\"")).await;
     // Whatever the store holds, the model reads slots 0..3 only.
-    let store = s.gw.clusters["classification"].store().unwrap();
+    let store = s.host.current().clusters["classification"]
+        .store()
+        .unwrap()
+        .clone();
     store.set(101, "train/count", b"40", None).unwrap();
     for i in 0..40 {
         let example = if i < 3 {
@@ -358,7 +367,10 @@ async fn classify_reads_no_more_than_max_examples_of_the_tenants_examples() {
 #[tokio::test]
 async fn examples_stored_before_slots_were_counted_are_kept() {
     let s = serve(&trainable(1, "")).await;
-    let store = s.gw.clusters["classification"].store().unwrap();
+    let store = s.host.current().clusters["classification"]
+        .store()
+        .unwrap()
+        .clone();
     for i in 0..3 {
         store
             .set(

@@ -205,7 +205,7 @@ async fn a_sent_fax_is_a_success_even_when_its_new_status_cannot_be_kept() {
     assert_eq!(answer["Result"]["Status"], "Sending", "{answer}");
     assert_eq!(faxes_sent(&mocks), 1);
     let job = answer["Result"]["FaxJobId"].as_str().unwrap();
-    let store = s.gw.clusters["fax"].store().unwrap();
+    let store = s.host.current().clusters["fax"].store().unwrap().clone();
     let record = format!("fax/{job}");
     assert_eq!(
         store.get(101, &record).unwrap().as_deref(),
@@ -231,7 +231,7 @@ async fn a_fax_the_gateway_refuses_leaves_no_job_record() {
         )
         .await;
     assert_fault_says(status, &answer, 422, 3005, "destination barred");
-    let store = s.gw.clusters["fax"].store().unwrap();
+    let store = s.host.current().clusters["fax"].store().unwrap().clone();
     assert_eq!(store.keys(101, "fax/").unwrap(), Vec::<String>::new());
     assert_eq!(store.usage(None).unwrap().entries, 0);
 }

@@ -45,7 +45,7 @@ async fn a_fax_request_is_answered_and_its_job_can_be_looked_up() {
         assert_eq!(answer["Result"]["FaxJobId"], job.as_str());
         assert_eq!(answer["Result"]["Status"], "Queued");
     }
-    let record = s.gw.clusters["fax"]
+    let record = s.host.current().clusters["fax"]
         .store()
         .unwrap()
         .get(101, &format!("fax/{job}"))

@@ -81,7 +81,8 @@ async fn until(what: &str, ready: impl Fn() -> bool) {
 
 /// Operations a node has unanswered now.
 fn outstanding(s: &Served, node: &str) -> usize {
-    s.gw.nodes
+    s.host
+        .nodes
         .snapshot()
         .iter()
         .find(|n| n.node_id == node)
@@ -98,11 +99,21 @@ async fn interactions_reach_only_the_node_serving_their_tenant() {
     let b = start(sim(&s, "is-b", &[102])).await;
     for _ in 0..5 {
         assert_eq!(
-            s.gw.nodes.operate(submit(101, None)).await.unwrap().node_id,
+            s.host
+                .nodes
+                .operate(submit(101, None))
+                .await
+                .unwrap()
+                .node_id,
             "is-a"
         );
         assert_eq!(
-            s.gw.nodes.operate(submit(102, None)).await.unwrap().node_id,
+            s.host
+                .nodes
+                .operate(submit(102, None))
+                .await
+                .unwrap()
+                .node_id,
             "is-b"
         );
     }
@@ -132,7 +143,7 @@ async fn two_nodes_serving_one_tenant_take_turns() {
     let a = start(sim(&s, "is-a", &[101])).await;
     let b = start(sim(&s, "is-b", &[101, 102])).await;
     for _ in 0..10 {
-        s.gw.nodes.operate(submit(101, None)).await.unwrap();
+        s.host.nodes.operate(submit(101, None)).await.unwrap();
     }
     assert_eq!(a.state.interactions.lock().unwrap().len(), 5);
     assert_eq!(b.state.interactions.lock().unwrap().len(), 5);
@@ -146,18 +157,20 @@ async fn operations_follow_the_owner_and_stop_forgets() {
     let mut ids = Vec::new();
     for n in 0..4 {
         let ext = format!("ord-{n}");
-        ids.push(s.gw.nodes.operate(submit(101, Some(&ext))).await.unwrap());
+        ids.push(s.host.nodes.operate(submit(101, Some(&ext))).await.unwrap());
     }
     let on_b = ids.iter().find(|d| d.node_id == "is-b").unwrap().clone();
     // Update, Hold, GetInfo, by id and by ExternalId, all on the owner.
     let upd = Kv::new().with("Priority", KvValue::Int(5));
-    let done =
-        s.gw.nodes
-            .operate(follow(OpKind::Update, &on_b.interaction_id, upd))
-            .await
-            .unwrap();
+    let done = s
+        .host
+        .nodes
+        .operate(follow(OpKind::Update, &on_b.interaction_id, upd))
+        .await
+        .unwrap();
     assert_eq!(done.node_id, "is-b");
-    s.gw.nodes
+    s.host
+        .nodes
         .operate(follow(OpKind::Hold, &on_b.interaction_id, Kv::new()))
         .await
         .unwrap();
@@ -167,7 +180,7 @@ async fn operations_follow_the_owner_and_stop_forgets() {
         .iter()
         .position(|d| d.interaction_id == on_b.interaction_id)
         .map(|n| format!("ord-{n}"));
-    let got: OpDone = s.gw.nodes.operate(info).await.unwrap();
+    let got: OpDone = s.host.nodes.operate(info).await.unwrap();
     assert_eq!(got.interaction_id, on_b.interaction_id);
     assert_eq!(got.properties.get("Priority"), Some(&KvValue::Int(5)));
     assert_eq!(
@@ -176,24 +189,27 @@ async fn operations_follow_the_owner_and_stop_forgets() {
     );
     assert!(b.state.interactions.lock().unwrap()[&on_b.interaction_id].held);
     // A second Submit with the same ExternalId is refused.
-    let err =
-        s.gw.nodes
-            .operate(submit(101, Some("ord-0")))
-            .await
-            .unwrap_err();
+    let err = s
+        .host
+        .nodes
+        .operate(submit(101, Some("ord-0")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code.as_u16(), 2004);
     // Stop removes it on the node and from the ownership map.
-    let before = s.gw.nodes.interactions();
-    s.gw.nodes
+    let before = s.host.nodes.interactions();
+    s.host
+        .nodes
         .operate(follow(OpKind::Stop, &on_b.interaction_id, Kv::new()))
         .await
         .unwrap();
-    assert_eq!(s.gw.nodes.interactions(), before - 1);
-    let err =
-        s.gw.nodes
-            .operate(follow(OpKind::GetInfo, &on_b.interaction_id, Kv::new()))
-            .await
-            .unwrap_err();
+    assert_eq!(s.host.nodes.interactions(), before - 1);
+    let err = s
+        .host
+        .nodes
+        .operate(follow(OpKind::GetInfo, &on_b.interaction_id, Kv::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code.as_u16(), 2003);
 }
 
@@ -203,13 +219,13 @@ async fn a_killed_node_fails_its_pending_operations_and_the_survivor_takes_new_o
     let mut slow = sim(&s, "is-a", &[101]);
     slow.answer_delay_ms = 1_500;
     let a = start(slow).await;
-    let owned = s.gw.nodes.operate(submit(101, None)).await.unwrap();
+    let owned = s.host.nodes.operate(submit(101, None)).await.unwrap();
     assert_eq!(owned.node_id, "is-a");
     let mut pending = Vec::new();
     for _ in 0..3 {
-        let gw = s.gw.clone();
+        let host = s.host.clone();
         pending.push(tokio::spawn(async move {
-            gw.nodes.operate(submit(101, None)).await
+            host.nodes.operate(submit(101, None)).await
         }));
     }
     until("three operations sent to is-a", || {
@@ -222,17 +238,23 @@ async fn a_killed_node_fails_its_pending_operations_and_the_survivor_takes_new_o
         assert_eq!(err.code.as_u16(), 2002, "{err}");
     }
     // Its interaction is not accessible while it is away.
-    let err =
-        s.gw.nodes
-            .operate(follow(OpKind::GetInfo, &owned.interaction_id, Kv::new()))
-            .await
-            .unwrap_err();
+    let err = s
+        .host
+        .nodes
+        .operate(follow(OpKind::GetInfo, &owned.interaction_id, Kv::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code.as_u16(), 2003);
     // New interactions go to the survivor.
     let b = start(sim(&s, "is-b", &[101])).await;
     for _ in 0..3 {
         assert_eq!(
-            s.gw.nodes.operate(submit(101, None)).await.unwrap().node_id,
+            s.host
+                .nodes
+                .operate(submit(101, None))
+                .await
+                .unwrap()
+                .node_id,
             "is-b"
         );
     }
@@ -248,9 +270,11 @@ async fn a_reconnect_with_the_same_node_id_takes_over_in_flight_operations() {
     assert_eq!(welcome["Type"], "Welcome");
     let mut pending = Vec::new();
     for n in 0..3 {
-        let gw = s.gw.clone();
+        let host = s.host.clone();
         pending.push(tokio::spawn(async move {
-            gw.nodes.operate(submit(101, Some(&format!("x-{n}")))).await
+            host.nodes
+                .operate(submit(101, Some(&format!("x-{n}"))))
+                .await
         }));
     }
     // The old session sees the three Submits.
@@ -278,19 +302,22 @@ async fn a_reconnect_with_the_same_node_id_takes_over_in_flight_operations() {
             ),
         }
     }
-    assert_eq!(s.gw.nodes.snapshot().len(), 1);
+    assert_eq!(s.host.nodes.snapshot().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_node_for_a_tenant_waits_then_fails_with_2001() {
     let s = serve(&format!("{NODES}{FAX_AND_IM}")).await;
-    let err = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    let err = s.host.nodes.operate(submit(101, None)).await.unwrap_err();
     assert_eq!(err.code.as_u16(), 2001);
     assert!(err.message.contains("waited 300 ms"), "{err}");
     // A node that connects while the interaction waits gets it.
-    let gw = s.gw.clone();
-    let waiting = tokio::spawn(async move { gw.nodes.operate(submit(101, None)).await });
-    until("the submit waits for a node", || s.gw.nodes.waiting() == 1).await;
+    let host = s.host.clone();
+    let waiting = tokio::spawn(async move { host.nodes.operate(submit(101, None)).await });
+    until("the submit waits for a node", || {
+        s.host.nodes.waiting() == 1
+    })
+    .await;
     let _a = start(sim(&s, "is-a", &[101])).await;
     assert_eq!(waiting.await.unwrap().unwrap().node_id, "is-a");
 }
@@ -298,12 +325,12 @@ async fn no_node_for_a_tenant_waits_then_fails_with_2001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_reach_the_capture_point_and_stopped_interactions_are_forgotten() {
     let s = serve(&format!("{NODES}{FAX_AND_IM}")).await;
-    let mut notes = s.gw.nodes.subscribe("orders");
+    let mut notes = s.host.nodes.subscribe("orders");
     let mut args = sim(&s, "is-a", &[101]);
     args.stop_after_ms = Some(100);
     let _a = start(args).await;
-    let done = s.gw.nodes.operate(submit(101, None)).await.unwrap();
-    assert_eq!(s.gw.nodes.interactions(), 1);
+    let done = s.host.nodes.operate(submit(101, None)).await.unwrap();
+    assert_eq!(s.host.nodes.interactions(), 1);
     let note = tokio::time::timeout(Duration::from_secs(5), notes.recv())
         .await
         .unwrap()
@@ -312,7 +339,7 @@ async fn notifications_reach_the_capture_point_and_stopped_interactions_are_forg
     assert_eq!(note.interaction_id, done.interaction_id);
     assert_eq!(note.capture_point, "orders");
     assert_eq!(
-        s.gw.nodes.interactions(),
+        s.host.nodes.interactions(),
         0,
         "a stopped interaction is forgotten"
     );
@@ -369,10 +396,10 @@ async fn a_silent_node_is_considered_gone_after_three_ping_intervals() {
     let (_sock, answer) = ws::hello(s.addr, None, hello).await;
     assert_eq!(answer["Type"], "Welcome");
     assert_eq!(answer["ProtocolVersion"], 1);
-    assert_eq!(s.gw.nodes.snapshot().len(), 1);
+    assert_eq!(s.host.nodes.snapshot().len(), 1);
     // Never read, never answer pings: gone after 3 × 200 ms.
     let deadline = Instant::now() + Duration::from_secs(3);
-    while !s.gw.nodes.snapshot().is_empty() {
+    while !s.host.nodes.snapshot().is_empty() {
         assert!(
             Instant::now() < deadline,
             "the silent node is still registered"
@@ -645,13 +672,13 @@ async fn node_sim_fails_over_to_another_host() {
     };
     drop(gone); // that host goes away
     let deadline = Instant::now() + Duration::from_secs(10);
-    while other.gw.nodes.snapshot().is_empty() {
+    while other.host.nodes.snapshot().is_empty() {
         assert!(Instant::now() < deadline, "node-sim did not fail over");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
         other
-            .gw
+            .host
             .nodes
             .operate(submit(101, None))
             .await
@@ -685,11 +712,11 @@ async fn two_nodes_claiming_one_interaction_id_is_2005() {
     let s = serve(&format!("{NODES}{FAX_AND_IM}")).await;
     let _a = claiming_node(s.addr, "is-a", "0001AB").await;
     let _b = claiming_node(s.addr, "is-b", "0001AB").await;
-    let first = s.gw.nodes.operate(submit(101, None)).await.unwrap();
-    let second = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    let first = s.host.nodes.operate(submit(101, None)).await.unwrap();
+    let second = s.host.nodes.operate(submit(101, None)).await.unwrap_err();
     assert_eq!(second.code.as_u16(), 2005, "{second}");
     assert!(second.message.contains(&first.node_id), "{second}");
-    assert_eq!(s.gw.nodes.interactions(), 1, "the first owner keeps it");
+    assert_eq!(s.host.nodes.interactions(), 1, "the first owner keeps it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,10 +726,13 @@ async fn the_ownership_map_and_the_wait_for_a_node_are_bounded() {
     ))
     .await;
     // One interaction may wait for a node; a second is refused at once.
-    let gw = s.gw.clone();
-    let waiting = tokio::spawn(async move { gw.nodes.operate(submit(101, None)).await });
-    until("the submit waits for a node", || s.gw.nodes.waiting() == 1).await;
-    let refused = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    let host = s.host.clone();
+    let waiting = tokio::spawn(async move { host.nodes.operate(submit(101, None)).await });
+    until("the submit waits for a node", || {
+        s.host.nodes.waiting() == 1
+    })
+    .await;
+    let refused = s.host.nodes.operate(submit(101, None)).await.unwrap_err();
     assert_eq!(refused.code.as_u16(), 3003, "{refused}");
     assert!(
         !waiting.is_finished(),
@@ -712,15 +742,16 @@ async fn the_ownership_map_and_the_wait_for_a_node_are_bounded() {
     waiting.await.unwrap().unwrap();
     // Three interactions are remembered; the fourth Submit is refused
     // until one stops.
-    let two = s.gw.nodes.operate(submit(101, None)).await.unwrap();
-    s.gw.nodes.operate(submit(101, None)).await.unwrap();
-    let full = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    let two = s.host.nodes.operate(submit(101, None)).await.unwrap();
+    s.host.nodes.operate(submit(101, None)).await.unwrap();
+    let full = s.host.nodes.operate(submit(101, None)).await.unwrap_err();
     assert_eq!(full.code.as_u16(), 3003, "{full}");
-    s.gw.nodes
+    s.host
+        .nodes
         .operate(follow(OpKind::Stop, &two.interaction_id, Kv::new()))
         .await
         .unwrap();
-    s.gw.nodes.operate(submit(101, None)).await.unwrap();
+    s.host.nodes.operate(submit(101, None)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -732,16 +763,19 @@ async fn operations_waiting_for_a_full_node_window_are_bounded() {
     let _a = start(args).await;
     // The first operation fills the node's window of 1, the second waits
     // for its place, the third is refused at once.
-    let gw = s.gw.clone();
-    let first = tokio::spawn(async move { gw.nodes.operate(submit(101, None)).await });
+    let host = s.host.clone();
+    let first = tokio::spawn(async move { host.nodes.operate(submit(101, None)).await });
     until("the first fills the window", || {
         outstanding(&s, "is-a") == 1
     })
     .await;
-    let gw = s.gw.clone();
-    let second = tokio::spawn(async move { gw.nodes.operate(submit(101, None)).await });
-    until("the second waits for a place", || s.gw.nodes.waiting() == 1).await;
-    let refused = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    let host = s.host.clone();
+    let second = tokio::spawn(async move { host.nodes.operate(submit(101, None)).await });
+    until("the second waits for a place", || {
+        s.host.nodes.waiting() == 1
+    })
+    .await;
+    let refused = s.host.nodes.operate(submit(101, None)).await.unwrap_err();
     assert_eq!(refused.code.as_u16(), 3003, "{refused}");
     assert!(refused.message.contains("window of 1"), "{refused}");
     assert!(
@@ -751,7 +785,7 @@ async fn operations_waiting_for_a_full_node_window_are_bounded() {
     first.await.unwrap().unwrap();
     second.await.unwrap().unwrap();
     // With the window free again, operations go through.
-    s.gw.nodes.operate(submit(101, None)).await.unwrap();
+    s.host.nodes.operate(submit(101, None)).await.unwrap();
 }
 
 #[tokio::test]
@@ -786,7 +820,7 @@ async fn a_node_error_code_outside_the_protocol_becomes_a_component_fault() {
             }
         }
     });
-    let fault = s.gw.nodes.operate(submit(101, None)).await.unwrap_err();
+    let fault = s.host.nodes.operate(submit(101, None)).await.unwrap_err();
     assert_eq!(fault.code.as_u16(), 3005, "{fault:?}");
     assert_eq!(fault.component_code, Some(4711));
     assert_eq!(fault.message, "queue Inbound is closed");
@@ -796,9 +830,9 @@ async fn a_node_error_code_outside_the_protocol_becomes_a_component_fault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_beyond_the_buffer_are_dropped_and_counted() {
     let s = serve(&format!("{NODES}{FAX_AND_IM}")).await;
-    let mut notes = s.gw.nodes.subscribe("orders");
+    let mut notes = s.host.nodes.subscribe("orders");
     let _node = claiming_node(s.addr, "is-n", "0001AB").await;
-    s.gw.nodes.operate(submit(101, None)).await.unwrap();
+    s.host.nodes.operate(submit(101, None)).await.unwrap();
     // A second raw session of the owner would replace it; notify through
     // a node that owns the interaction: reconnect as "is-n" and notify.
     let hello = json!({"Type":"Hello","NodeId":"is-n","Tenants":[101],"MediaTypes":["workitem"],"Window":10});

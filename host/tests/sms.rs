@@ -30,7 +30,7 @@ async fn gateway() -> (SocketAddr, Received) {
                     return (StatusCode::BAD_REQUEST, Json(json!({"error": "destination barred"})));
                 }
                 let n = rx.lock().unwrap().len();
-                (StatusCode::OK, Json(json!({"id": format!("gw-{n}")})))
+                (StatusCode::OK, Json(json!({"id": format!("host-{n}")})))
             }),
         )
         .with_state(received.clone());
@@ -40,7 +40,7 @@ async fn gateway() -> (SocketAddr, Received) {
     (addr, received)
 }
 
-fn cluster(gw: SocketAddr) -> String {
+fn cluster(host: SocketAddr) -> String {
     format!(
         r#"
 [clusters.sms]
@@ -54,14 +54,14 @@ gateway-url = "http://127.0.0.1:{port}/send"
 gateway-token = "secret-gateway-token"
 "default-reply-address.101" = "+14155550000"
 "#,
-        port = gw.port()
+        port = host.port()
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_message_splits_delivers_and_falls_back_to_the_default_reply_address() {
-    let (gw, received) = gateway().await;
-    let s = serve(&cluster(gw)).await;
+    let (host, received) = gateway().await;
+    let s = serve(&cluster(host)).await;
 
     // 200 GSM-7 characters: two parts of at most 153.
     let text = "a".repeat(200);
@@ -76,7 +76,7 @@ async fn send_message_splits_delivers_and_falls_back_to_the_default_reply_addres
         .await;
     assert_eq!(status, 200, "{answer}");
     let r = &answer["Result"];
-    assert_eq!(r["MessageId"], "gw-1");
+    assert_eq!(r["MessageId"], "host-1");
     assert_eq!(r["Segments"], 2);
     assert_eq!(r["Encoding"], "GSM-7");
     assert_eq!(
@@ -138,8 +138,8 @@ async fn send_message_splits_delivers_and_falls_back_to_the_default_reply_addres
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_gateway_errors_are_component_faults() {
-    let (gw, received) = gateway().await;
-    let s = serve(&cluster(gw)).await;
+    let (host, received) = gateway().await;
+    let s = serve(&cluster(host)).await;
     let cases = [
         (json!(101), json!({"To": "0800 123", "Text": "hi"}), "E.164"),
         (

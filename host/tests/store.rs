@@ -218,7 +218,7 @@ async fn each_tenant_has_its_own_room_and_a_full_store_says_which_bound() {
         .esp("chaos", "Chaos", "Get", json!(101), json!({"Key": "a"}))
         .await;
     assert_eq!(answer["Result"]["Value"].as_str().unwrap().len(), 599);
-    let store = s.gw.clusters["chaos"].store().unwrap();
+    let store = s.host.current().clusters["chaos"].store().unwrap().clone();
     assert_eq!(store.usage(Some(101)).unwrap().entries, 3);
     assert_eq!(store.usage(None).unwrap().bytes, 600 + 2 * 2 + 600);
 }
@@ -320,7 +320,7 @@ async fn a_value_set_with_a_ttl_gets_its_expiry_and_a_ttl_of_zero_is_refused() {
         )
         .await;
     assert_eq!(status, 200, "{answer}");
-    let at = s.gw.clusters["chaos"]
+    let at = s.host.current().clusters["chaos"]
         .store()
         .unwrap()
         .expires_at(101, "job")

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::Gateway;
+use crate::Host;
 use crate::cluster::ClusterSnapshot;
 use metrics::ClusterLabels;
 
@@ -19,8 +19,9 @@ pub async fn healthz() -> &'static str {
 }
 
 /// `GET /readyz`: config loaded and every cluster has a live instance.
-pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    let not_ready: Vec<&str> = gw
+pub async fn readyz(State(host): State<Arc<Host>>) -> Response {
+    let generation = host.current();
+    let not_ready: Vec<&str> = generation
         .clusters
         .values()
         .filter(|c| c.live_instances() == 0)
@@ -43,16 +44,16 @@ pub async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text.
-pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    for cluster in gw.clusters.values() {
+pub async fn metrics(State(host): State<Arc<Host>>) -> Response {
+    for cluster in host.current().clusters.values() {
         let labels = ClusterLabels {
             cluster: cluster.name.to_string(),
         };
-        gw.metrics
+        host.metrics
             .queue_depth
             .get_or_create(&labels)
             .set(cluster.queue_depth() as i64);
-        gw.metrics
+        host.metrics
             .instances
             .get_or_create(&labels)
             .set(cluster.live_instances() as i64);
@@ -62,14 +63,14 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        gw.metrics.render(),
+        host.metrics.render(),
     )
         .into_response()
 }
 
 /// Admin routes need an admin token when tokens are configured.
 pub async fn require_admin(
-    State(gw): State<Arc<Gateway>>,
+    State(host): State<Arc<Host>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -78,7 +79,7 @@ pub async fn require_admin(
             .find_map(|kv| kv.strip_prefix("token="))
             .map(str::to_string)
     });
-    match gw.auth.check(
+    match host.current().auth.check(
         request.headers(),
         token.as_deref(),
         crate::config::Role::Admin,
@@ -90,14 +91,20 @@ pub async fn require_admin(
 
 /// `GET /v1/admin/nodes`: connected nodes, their tenants, media types,
 /// windows and what is outstanding on each.
-pub async fn nodes(State(gw): State<Arc<Gateway>>) -> Json<Vec<crate::node::NodeSnapshot>> {
-    Json(gw.nodes.snapshot())
+pub async fn nodes(State(host): State<Arc<Host>>) -> Json<Vec<crate::node::NodeSnapshot>> {
+    Json(host.nodes.snapshot())
 }
 
 /// `GET /v1/admin/clusters`: each cluster, its service type, tenants,
 /// instances and what each handled.
-pub async fn clusters(State(gw): State<Arc<Gateway>>) -> Json<Vec<ClusterSnapshot>> {
-    Json(gw.clusters.values().map(|c| c.snapshot()).collect())
+pub async fn clusters(State(host): State<Arc<Host>>) -> Json<Vec<ClusterSnapshot>> {
+    Json(
+        host.current()
+            .clusters
+            .values()
+            .map(|c| c.snapshot())
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -110,11 +117,11 @@ mod tests {
             [clusters.echo]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\ntenants = [101]\n\
             [clusters.other]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\ntenants = [101]\n";
         let config = crate::config::Config::parse(text, std::path::Path::new(".")).unwrap();
-        let gw = Arc::new(Gateway::start(config).await.unwrap());
-        let ready = readyz(State(gw.clone())).await;
+        let host = Arc::new(Host::start(config).await.unwrap());
+        let ready = readyz(State(host.clone())).await;
         assert_eq!(ready.status(), StatusCode::OK);
-        gw.clusters["echo"].lose_all_instances();
-        let ready = readyz(State(gw.clone())).await;
+        host.current().clusters["echo"].lose_all_instances();
+        let ready = readyz(State(host.clone())).await;
         assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = axum::body::to_bytes(ready.into_body(), 1024).await.unwrap();
         assert_eq!(&body[..], b"no live instance in cluster(s): echo\n");

@@ -43,7 +43,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use crate::admin::metrics::{ClusterMetrics, InstanceLabels, Metrics};
 use crate::config::{Config, Policy, TenantConfig};
-use crate::esp::fault::{Fault, FaultCode};
+use crate::fault::{Fault, FaultCode};
 use crate::kv::Kv;
 use crate::runtime::bindings;
 use crate::runtime::{CallError, Instance, InstanceSpec, LoadedComponent, Runtime};

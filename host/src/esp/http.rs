@@ -8,21 +8,23 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use super::fault::{Fault, FaultCode};
 use super::{FaultBody, Refused, ResponseBody};
-use crate::Gateway;
+use crate::Host;
 use crate::admin::metrics::Limit;
 use crate::config::Role;
+use crate::fault::{Cause, Fault, FaultCode};
 
 pub async fn handle(
-    State(gw): State<Arc<Gateway>>,
+    State(host): State<Arc<Host>>,
     Path(cluster): Path<String>,
     request: Request,
 ) -> Response {
     // The whole request rather than a `HeaderMap` extractor, which clones
     // every header.
     let (parts, body) = request.into_parts();
-    let grant = match gw.auth.check(&parts.headers, None, Role::Node) {
+    // One generation for the whole request.
+    let generation = host.current();
+    let grant = match generation.auth.check(&parts.headers, None, Role::Node) {
         Ok(grant) => grant,
         Err(fault) => {
             return Refused::new(fault).into_response();
@@ -30,20 +32,20 @@ pub async fn handle(
     };
     // `_held`: the body's share of `server.max-inflight-body-mb`, until
     // the answer is made.
-    let (bytes, _held) = match read_body(&gw, body).await {
+    let (bytes, _held) = match read_body(&host, body).await {
         Ok(read) => read,
-        Err(why) => return body_refused(&gw, &cluster, why),
+        Err(why) => return body_refused(&host, &cluster, why),
     };
     let req = match super::parse(&bytes) {
         Ok(req) => req,
         Err(refused) => {
             // Label only clusters that exist: a path must not mint series.
-            let label = if gw.clusters.contains_key(&cluster) {
+            let label = if generation.clusters.contains_key(&cluster) {
                 cluster.as_str()
             } else {
                 ""
             };
-            gw.metrics.fault(label, refused.fault.code);
+            host.metrics.fault(label, refused.fault.code);
             return refused.into_response();
         }
     };
@@ -57,7 +59,7 @@ pub async fn handle(
         instance = tracing::field::Empty,
     );
     let allowed = grant.as_ref().and_then(|g| g.tenants.as_deref());
-    match super::dispatch(&gw, &cluster, &req, allowed)
+    match super::dispatch(&generation, &host.metrics, &cluster, &req, allowed)
         .instrument(span)
         .await
     {
@@ -89,8 +91,8 @@ enum BodyError {
 
 /// The answer to a body that was not read whole: counted, and (timed out
 /// or refused for room) the connection is closed rather than drained.
-fn body_refused(gw: &Gateway, cluster: &str, why: BodyError) -> Response {
-    let server = &gw.config.server;
+fn body_refused(host: &Host, cluster: &str, why: BodyError) -> Response {
+    let server = &host.server;
     let (fault, close) = match why {
         BodyError::TooLarge => (
             Fault::invalid(format!(
@@ -100,7 +102,7 @@ fn body_refused(gw: &Gateway, cluster: &str, why: BodyError) -> Response {
             false,
         ),
         BodyError::Busy => {
-            gw.metrics
+            host.metrics
                 .requests_refused
                 .get_or_create(&crate::admin::metrics::ReasonLabels {
                     reason: "max-inflight-body-mb",
@@ -117,7 +119,7 @@ fn body_refused(gw: &Gateway, cluster: &str, why: BodyError) -> Response {
             (fault, true)
         }
         BodyError::TimedOut => {
-            gw.metrics.http.hit(
+            host.metrics.http.hit(
                 Limit::BodyReadTimeout,
                 format_args!(
                     "answered 408 and closed the connection: the request body to /v1/esp/{cluster} \
@@ -125,13 +127,11 @@ fn body_refused(gw: &Gateway, cluster: &str, why: BodyError) -> Response {
                     server.body_read_timeout_ms
                 ),
             );
-            let fault = Fault {
-                status: StatusCode::REQUEST_TIMEOUT,
-                ..Fault::invalid(format!(
-                    "the request body did not arrive within {} ms (server.body-read-timeout-ms)",
-                    server.body_read_timeout_ms
-                ))
-            };
+            let fault = Fault::invalid(format!(
+                "the request body did not arrive within {} ms (server.body-read-timeout-ms)",
+                server.body_read_timeout_ms
+            ))
+            .because(Cause::SlowPeer);
             (fault, true)
         }
         BodyError::Broken => (
@@ -150,11 +150,11 @@ fn body_refused(gw: &Gateway, cluster: &str, why: BodyError) -> Response {
 
 /// Reads a body within `server.body-read-timeout-ms`: see [`read_bounded`].
 async fn read_body(
-    gw: &Gateway,
+    host: &Host,
     body: axum::body::Body,
 ) -> Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>), BodyError> {
-    let server = &gw.config.server;
-    let read = read_bounded(body, server.max_body_bytes, &gw.body_budget);
+    let server = &host.server;
+    let read = read_bounded(body, server.max_body_bytes, &host.body_budget);
     tokio::time::timeout(server.body_read_timeout(), read)
         .await
         .unwrap_or(Err(BodyError::TimedOut))
@@ -208,21 +208,53 @@ async fn read_bounded(
     Ok((out, held))
 }
 
+/// The HTTP status of a fault: the table in PROTOCOL.md, refined by the
+/// fault's [`Cause`]. The one fault → HTTP mapping.
+pub fn status_of(fault: &Fault) -> StatusCode {
+    match fault.cause {
+        Cause::UnknownTarget => return StatusCode::NOT_FOUND,
+        Cause::Forbidden => return StatusCode::FORBIDDEN,
+        Cause::SlowPeer => return StatusCode::REQUEST_TIMEOUT,
+        Cause::ContentType => return StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Cause::Code => {}
+    }
+    match fault.code {
+        FaultCode::Unsupported | FaultCode::InvalidRequest | FaultCode::Tenant => {
+            StatusCode::BAD_REQUEST
+        }
+        FaultCode::NoServer | FaultCode::NotAccessible | FaultCode::Overloaded => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        FaultCode::LostConnection => StatusCode::BAD_GATEWAY,
+        FaultCode::InProgress | FaultCode::MultipleOwners => StatusCode::CONFLICT,
+        FaultCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        FaultCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        FaultCode::Component => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        let mut response = json_response(self.fault.status, &FaultBody::new(&self));
-        if self.fault.code == FaultCode::Overloaded {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if self.fault.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        let status = status_of(&self.fault);
+        refused_with(status, &self)
     }
+}
+
+/// `refused` answered with `status` (which may differ from
+/// [`status_of`] when HTTP itself refused the request).
+pub fn refused_with(status: StatusCode, refused: &Refused) -> Response {
+    let mut response = json_response(status, &FaultBody::new(refused));
+    if refused.fault.code == FaultCode::Overloaded {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
@@ -298,12 +330,8 @@ pub async fn fault_bodies(request: Request, next: axum::middleware::Next) -> Res
             status.canonical_reason().unwrap_or("refused")
         ),
     };
-    let fault = Fault {
-        status,
-        ..Fault::new(code, message)
-    };
     parts.headers.remove(header::CONTENT_LENGTH);
-    let mut fresh = Refused::new(fault).into_response();
+    let mut fresh = refused_with(status, &Refused::new(Fault::new(code, message)));
     // Keep what the original answer said in its headers (Allow, ...).
     for name in parts.headers.keys() {
         if *name == header::CONTENT_TYPE {

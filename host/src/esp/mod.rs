@@ -7,7 +7,6 @@
 //! by the cluster (2000) → cluster serves the tenant (2001) → balancer
 //! (3003 overloaded, 3002 timeout, 2002 lost, 3005 component fault).
 
-pub mod fault;
 pub mod http;
 
 use std::time::Instant;
@@ -16,11 +15,12 @@ use serde::Serialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use crate::Gateway;
+use crate::Generation;
+use crate::admin::metrics::Metrics;
 use crate::config::TenantConfig;
+use crate::fault::{Fault, FaultCode};
 use crate::kv::Kv;
 use crate::runtime::bindings;
-use fault::{Fault, FaultCode};
 
 /// A parsed `Request3rdServer`.
 #[derive(Debug, Clone)]
@@ -278,23 +278,24 @@ fn resolve_tenant<'a>(
 /// tenants (a node's announced tenants, or a node token's): another tenant
 /// is refused with 3004.
 pub async fn dispatch(
-    gw: &Gateway,
+    generation: &Generation,
+    metrics: &Metrics,
     cluster_name: &str,
     req: &EspRequest,
     allowed: Option<&[u32]>,
 ) -> Result<Kv, Fault> {
-    let Some(cluster) = gw.clusters.get(cluster_name) else {
-        gw.metrics.fault("", FaultCode::NoServer);
+    let Some(cluster) = generation.clusters.get(cluster_name) else {
+        metrics.fault("", FaultCode::NoServer);
         return Err(Fault::unknown_cluster(cluster_name));
     };
     let started = Instant::now();
     let result = async {
-        let tenant = resolve_tenant(&gw.config.tenants, req.tenant.as_ref())?;
+        let tenant = resolve_tenant(generation.tenants(), req.tenant.as_ref())?;
         tracing::Span::current().record("tenant", tenant.id);
         if let Some(allowed) = allowed
             && !allowed.contains(&tenant.id)
         {
-            return Err(crate::auth::forbidden(format!(
+            return Err(Fault::forbidden(format!(
                 "tenant {} is not allowed here (allowed: {allowed:?})",
                 tenant.id
             )));
@@ -350,7 +351,7 @@ pub async fn dispatch(
     .await;
     cluster.metrics.observe(started.elapsed());
     if let Err(fault) = &result {
-        gw.metrics.fault(cluster_name, fault.code);
+        metrics.fault(cluster_name, fault.code);
     }
     if let Err(fault) = &result {
         tracing::debug!(

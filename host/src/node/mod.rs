@@ -32,7 +32,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodesConfig;
-use crate::esp::fault::{Fault, FaultCode};
+use crate::fault::{Fault, FaultCode};
 use crate::kv::Kv;
 use frames::{HostFrame, OpFrame, OpKind};
 
@@ -283,7 +283,7 @@ impl Nodes {
                 && let Some(allowed) = &session.allowed
                 && let Some(missing) = live.tenants.iter().find(|t| !allowed.contains(t))
             {
-                return Err(crate::auth::forbidden(format!(
+                return Err(Fault::forbidden(format!(
                     "node '{}' is connected serving tenant {missing}, which this token does not \
                      allow: a session may only replace one whose tenants its token allows",
                     node_id.escape_debug()

@@ -37,31 +37,32 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::frames::{HostFrame, PROTOCOL_VERSION};
 use super::{OpDone, Outgoing, Session, SessionHello};
-use crate::Gateway;
+use crate::Host;
 use crate::admin::metrics::ReasonLabels;
 use crate::auth::Grant;
 use crate::config::Role;
-use crate::esp::fault::{Fault, FaultCode};
 use crate::esp::{self, FaultBody, Refused, ResponseBody, Scalar};
+use crate::fault::{Fault, FaultCode};
 use crate::kv::Kv;
 
 pub async fn connect(
-    State(gw): State<Arc<Gateway>>,
+    State(host): State<Arc<Host>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let grant = match gw
-        .auth
-        .check(&headers, query.get("token").map(String::as_str), Role::Node)
-    {
+    let grant = match host.current().auth.check(
+        &headers,
+        query.get("token").map(String::as_str),
+        Role::Node,
+    ) {
         Ok(grant) => grant,
         Err(fault) => {
             return Refused::new(fault).into_response();
         }
     };
-    let Ok(place) = gw.nodes.session_places.clone().try_acquire_owned() else {
-        gw.metrics
+    let Ok(place) = host.nodes.session_places.clone().try_acquire_owned() else {
+        host.metrics
             .node_sessions_refused
             .get_or_create(&ReasonLabels {
                 reason: "max-sessions",
@@ -75,22 +76,22 @@ pub async fn connect(
         .into_response();
     };
     upgrade
-        .max_message_size(gw.config.server.max_body_bytes)
-        .on_upgrade(move |socket| run(gw, socket, grant, place))
+        .max_message_size(host.server.max_body_bytes)
+        .on_upgrade(move |socket| run(host, socket, grant, place))
 }
 
 async fn run(
-    gw: Arc<Gateway>,
+    host: Arc<Host>,
     socket: WebSocket,
     grant: Option<Grant>,
     _place: OwnedSemaphorePermit,
 ) {
     let (mut sink, mut stream) = socket.split();
-    let write_timeout = gw.nodes.write_timeout;
-    let hello_timeout = gw.nodes.hello_timeout;
+    let write_timeout = host.nodes.write_timeout;
+    let hello_timeout = host.nodes.hello_timeout;
     let first = tokio::time::timeout(hello_timeout, stream.next()).await;
     let hello = match first {
-        Ok(Some(Ok(Message::Text(text)))) => read_hello(&gw, &text, grant.as_ref()),
+        Ok(Some(Ok(Message::Text(text)))) => read_hello(&host, &text, grant.as_ref()),
         Ok(Some(Ok(_))) => Err((
             FaultCode::InvalidRequest,
             "the first frame must be a Hello text frame".into(),
@@ -104,7 +105,7 @@ async fn run(
     // Answers, operations and pings for this node, bounded by its window.
     let (out, outgoing) = mpsc::channel(hello.as_ref().map_or(1, |h| h.window) * 2 + 64);
     let session = hello.and_then(|hello| {
-        gw.nodes
+        host.nodes
             .register(hello, out)
             .map_err(|fault| (fault.code, fault.message))
     });
@@ -125,7 +126,7 @@ async fn run(
         }
     };
     let welcome = HostFrame::Welcome {
-        host_id: gw.nodes.host_id.clone(),
+        host_id: host.nodes.host_id.clone(),
         protocol_version: PROTOCOL_VERSION,
     };
     let welcomed = tokio::time::timeout(
@@ -134,13 +135,13 @@ async fn run(
     )
     .await;
     if !matches!(welcomed, Ok(Ok(()))) {
-        gw.nodes
+        host.nodes
             .unregister(&session, "the Welcome could not be written");
         return;
     }
     tracing::info!(node = %session.node_id, session = session.serial, window = session.window, "node connected");
-    let ping = gw.nodes.ping_interval();
-    let stalled = gw
+    let ping = host.nodes.ping_interval();
+    let stalled = host
         .metrics
         .node_sessions_closed
         .get_or_create(&ReasonLabels {
@@ -155,7 +156,7 @@ async fn run(
         write_timeout,
         stalled,
     ));
-    let ended = read_loop(&gw, &session, &mut stream, ping).await;
+    let ended = read_loop(&host, &session, &mut stream, ping).await;
     if let Ended::Closing(_) = &ended {
         // Let the writer send what was queued and the close frame.
         if tokio::time::timeout(write_timeout, &mut writer)
@@ -169,7 +170,7 @@ async fn run(
         Ended::Node(why) | Ended::Closing(why) => why,
     };
     let why = session.close_reason().unwrap_or(why);
-    gw.nodes.unregister(&session, &why);
+    host.nodes.unregister(&session, &why);
     let _ = writer.await;
 }
 
@@ -273,7 +274,7 @@ fn check_id(field: &str, value: &str) -> Result<(), String> {
 }
 
 fn read_hello(
-    gw: &Gateway,
+    host: &Host,
     text: &str,
     grant: Option<&Grant>,
 ) -> Result<SessionHello, (FaultCode, String)> {
@@ -295,11 +296,14 @@ fn read_hello(
         return Err(invalid("Tenants: a node serves at least one tenant".into()));
     }
     let mut ids = Vec::new();
+    let generation = host.current();
     for t in &tenants {
         let found = match t {
-            Scalar::Int(id) => crate::tenant::find(&gw.config.tenants, crate::tenant::Key::Id(*id)),
+            Scalar::Int(id) => {
+                crate::tenant::find(generation.tenants(), crate::tenant::Key::Id(*id))
+            }
             Scalar::Str(name) => {
-                crate::tenant::find(&gw.config.tenants, crate::tenant::Key::Name(name))
+                crate::tenant::find(generation.tenants(), crate::tenant::Key::Name(name))
             }
             _ => None,
         };
@@ -332,8 +336,8 @@ fn read_hello(
     for media in &media_types {
         check_id("MediaTypes", media).map_err(invalid)?;
     }
-    if window == 0 || window > gw.nodes.max_window {
-        return Err(invalid(format!("Window: 1 to {}", gw.nodes.max_window)));
+    if window == 0 || window > host.nodes.max_window {
+        return Err(invalid(format!("Window: 1 to {}", host.nodes.max_window)));
     }
     Ok(SessionHello {
         node_id,
@@ -395,13 +399,13 @@ async fn write_loop(
 
 /// Reads frames until the node goes away or the session closes.
 async fn read_loop(
-    gw: &Arc<Gateway>,
+    host: &Arc<Host>,
     session: &Arc<Session>,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     ping: Duration,
 ) -> Ended {
     let closed = |reason: &'static str| {
-        gw.metrics
+        host.metrics
             .node_sessions_closed
             .get_or_create(&ReasonLabels { reason })
             .inc();
@@ -422,7 +426,7 @@ async fn read_loop(
             Ok(None) => return Ended::Node("connection closed".into()),
             Ok(Some(Err(e))) if too_large(&e) => {
                 closed("frame-too-large");
-                let limit = gw.config.server.max_body_bytes;
+                let limit = host.server.max_body_bytes;
                 let why = format!("a frame was larger than {limit} bytes (server.max-body-bytes)");
                 send_error(session, None, why.clone()).await;
                 session.close_with(1009, "frame too large".into()).await;
@@ -430,7 +434,7 @@ async fn read_loop(
             }
             Ok(Some(Err(e))) => return Ended::Node(format!("read error: {e}")),
             Ok(Some(Ok(Message::Close(_)))) => return Ended::Node("closed by the node".into()),
-            Ok(Some(Ok(Message::Text(text)))) => handle_text(gw, session, text.as_str()).await,
+            Ok(Some(Ok(Message::Text(text)))) => handle_text(host, session, text.as_str()).await,
             Ok(Some(Ok(Message::Binary(_)))) => {
                 send_error(session, None, "binary frames are not part of the protocol").await;
             }
@@ -462,7 +466,7 @@ async fn send_error(
     session.send_text(frame.to_text()).await;
 }
 
-async fn handle_text(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
+async fn handle_text(host: &Arc<Host>, session: &Arc<Session>, text: &str) {
     let head: FrameHead = match serde_json::from_str(text) {
         Ok(head) => head,
         Err(e) => return send_error(session, None, format!("malformed JSON: {e}")).await,
@@ -477,7 +481,7 @@ async fn handle_text(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
     }
     let result = match kind {
         "Request3rdServer" => {
-            esp_request(gw, session, text).await;
+            esp_request(host, session, text).await;
             Ok(())
         }
         "Ping" => {
@@ -490,7 +494,7 @@ async fn handle_text(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
             if let Some(id) = &done.interaction_id {
                 check_id("InteractionId", id)?;
             }
-            gw.nodes.answered(
+            host.nodes.answered(
                 session,
                 &done.correlation_id,
                 Ok(OpDone {
@@ -503,7 +507,7 @@ async fn handle_text(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
         }),
         "Error" => read::<ErrorFrame>(kind, text).and_then(|error| {
             check_id("CorrelationId", &error.correlation_id)?;
-            gw.nodes.answered(
+            host.nodes.answered(
                 session,
                 &error.correlation_id,
                 Err(Fault::from_code(error.code, error.description)),
@@ -513,7 +517,7 @@ async fn handle_text(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
         "Notify" => read::<NotifyFrame>(kind, text).and_then(|notify| {
             check_id("InteractionId", &notify.interaction_id)?;
             check_id("Notification", &notify.notification)?;
-            gw.nodes.notified(
+            host.nodes.notified(
                 session,
                 notify.interaction_id,
                 notify.notification,
@@ -531,7 +535,7 @@ async fn handle_text(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
 
 /// An ESP request over the session: checked here, answered by a task of
 /// its own so many run at once and finish in any order.
-async fn esp_request(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
+async fn esp_request(host: &Arc<Host>, session: &Arc<Session>, text: &str) {
     let refuse = |reference_id, fault| Refused {
         reference_id,
         user_data: None,
@@ -549,10 +553,17 @@ async fn esp_request(gw: &Arc<Gateway>, session: &Arc<Session>, text: &str) {
         Ok(place) => place,
         Err(fault) => return send_refused(session, &refuse(req.reference_id, fault)).await,
     };
-    let gw = gw.clone();
+    let host = host.clone();
     let session = session.clone();
     tokio::spawn(async move {
-        let result = esp::dispatch(&gw, &cluster, &req, Some(&session.tenants)).await;
+        let result = esp::dispatch(
+            &host.current(),
+            &host.metrics,
+            &cluster,
+            &req,
+            Some(&session.tenants),
+        )
+        .await;
         let text = match result {
             Ok(kv) => serde_json::to_string(&ResponseBody::new(
                 req.reference_id,

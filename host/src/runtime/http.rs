@@ -185,7 +185,7 @@ mod tests {
             "[::1]",
             "[::1]:8080",
             "localhost",
-            "fax-gw.example.com:443",
+            "fax-host.example.com:443",
         ] {
             assert_eq!(check_allow_entry(good), Ok(()), "{good}");
         }

@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use crate::Gateway;
+use crate::Host;
 use crate::config::Config;
 use crate::esp::{self, ResponseBody};
 use crate::runtime::bindings;
@@ -295,21 +295,21 @@ async fn over_sessions(
 /// stdin closes (the parent is done or gone).
 async fn serve_targets(args: &BenchArgs) -> Result<()> {
     let native = axum::Router::new().route("/v1/esp/{cluster}", axum::routing::post(native_echo));
-    let pooled = Arc::new(Gateway::start(echo_config("pooled", args.pooled_instances)?).await?);
+    let pooled = Arc::new(Host::start(echo_config("pooled", args.pooled_instances)?).await?);
     let per_request =
-        Arc::new(Gateway::start(echo_config("per-request", args.per_request_instances)?).await?);
+        Arc::new(Host::start(echo_config("per-request", args.per_request_instances)?).await?);
     let mut ports = Vec::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     ports.push(listener.local_addr()?.port());
     tokio::spawn(async move { axum::serve(listener, native).await });
     // The gateways as `wasp run` serves them: through the listener, with
     // its connection cap and timeouts.
-    for gw in [pooled, per_request] {
+    for host in [pooled, per_request] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         ports.push(listener.local_addr()?.port());
         tokio::spawn(crate::serve(
             listener,
-            gw,
+            host,
             tokio_util::sync::CancellationToken::new(),
         ));
     }
@@ -425,7 +425,8 @@ struct InstanceCost {
 /// Per-request CPU in this process, without HTTP: the native work alone,
 /// and the same with dispatch to a pooled echo cluster.
 async fn in_process_cost(instances: usize) -> Result<(f64, f64)> {
-    let gw = Gateway::start(echo_config("pooled", instances)?).await?;
+    let host = Host::start(echo_config("pooled", instances)?).await?;
+    let generation = host.current();
     let rounds = 50_000u32;
     let start = Instant::now();
     for _ in 0..rounds {
@@ -441,7 +442,7 @@ async fn in_process_cost(instances: usize) -> Result<(f64, f64)> {
     let start = Instant::now();
     for _ in 0..rounds {
         let req = esp::parse(BODY.as_bytes()).map_err(|r| anyhow::anyhow!("{}", r.fault))?;
-        let result = esp::dispatch(&gw, "echo", &req, None).await?;
+        let result = esp::dispatch(&generation, &host.metrics, "echo", &req, None).await?;
         let out = serde_json::to_vec(&ResponseBody::new(
             req.reference_id,
             &result,

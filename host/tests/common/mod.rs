@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use wasp::Gateway;
+use wasp::Host;
 use wasp::config::Config;
 
 /// The misbehaving test component, built from `plugins/chaos` by build.rs.
@@ -28,7 +28,7 @@ name = "Premium"
 /// A served gateway; stops serving when dropped.
 pub struct Served {
     pub addr: SocketAddr,
-    pub gw: Arc<Gateway>,
+    pub host: Arc<Host>,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -66,14 +66,14 @@ pub async fn serve(clusters: &str) -> Served {
     if config.runtime.cache_dir.is_none() {
         config.runtime.cache_dir = Some(cache_dir());
     }
-    let gw = Arc::new(Gateway::start(config).await.expect("gateway starts"));
+    let host = Arc::new(Host::start(config).await.expect("gateway starts"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(wasp::serve(listener, gw.clone(), shutdown.clone()));
+    let task = tokio::spawn(wasp::serve(listener, host.clone(), shutdown.clone()));
     Served {
         addr,
-        gw,
+        host,
         http: reqwest::Client::new(),
         shutdown,
         task: Some(task),
@@ -105,15 +105,15 @@ impl Served {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        let mut gw = self.gw.clone();
+        let mut host = self.host.clone();
         drop(self);
         for _ in 0..200 {
-            match Arc::try_unwrap(gw) {
-                Ok(gw) => {
-                    drop(gw);
+            match Arc::try_unwrap(host) {
+                Ok(host) => {
+                    drop(host);
                     return;
                 }
-                Err(still) => gw = still,
+                Err(still) => host = still,
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }

@@ -1,6 +1,11 @@
-//! ESP fault codes (PROTOCOL.md) and their one mapping to HTTP.
-
-use axum::http::StatusCode;
+//! Fault codes (PROTOCOL.md) and faults, without any transport.
+//!
+//! A [`Fault`] says what went wrong in the protocol's terms: its code, a
+//! message, a component's own code for 3005, and a [`Cause`] where the code
+//! alone does not say enough for a transport to answer well. Each transport
+//! maps a fault itself: HTTP to a status (`esp::http::status_of`), a node
+//! session to an `Error` frame, a file capture point to a `.reason` file
+//! and an `error` reply, a SOAP capture point to a `Fault` element.
 
 /// The fault codes of the wire protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,27 +28,26 @@ impl FaultCode {
     pub fn as_u16(self) -> u16 {
         self as u16
     }
-
-    /// The HTTP status the table in PROTOCOL.md gives (2001 on an unknown
-    /// cluster is 404, set by [`Fault::unknown_cluster`]).
-    pub fn status(self) -> StatusCode {
-        match self {
-            FaultCode::Unsupported | FaultCode::InvalidRequest | FaultCode::Tenant => {
-                StatusCode::BAD_REQUEST
-            }
-            FaultCode::NoServer | FaultCode::NotAccessible | FaultCode::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            FaultCode::LostConnection => StatusCode::BAD_GATEWAY,
-            FaultCode::InProgress | FaultCode::MultipleOwners => StatusCode::CONFLICT,
-            FaultCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            FaultCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            FaultCode::Component => StatusCode::UNPROCESSABLE_ENTITY,
-        }
-    }
 }
 
-/// A fault answered as `Event3rdServerFault`.
+/// What a transport may need beyond the code to answer a fault well (an
+/// HTTP status, a SOAP fault code). Most faults need nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cause {
+    /// The code says it all.
+    #[default]
+    Code,
+    /// The named target (a cluster, a capture point) does not exist (2001).
+    UnknownTarget,
+    /// The caller is known but not allowed this (3004).
+    Forbidden,
+    /// The peer was too slow sending its request (3000).
+    SlowPeer,
+    /// The request's content type is not one the target takes (3000).
+    ContentType,
+}
+
+/// A fault, answered as `Event3rdServerFault` over HTTP and node sessions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("fault {}: {message}", code.as_u16())]
 pub struct Fault {
@@ -51,7 +55,7 @@ pub struct Fault {
     pub message: String,
     /// The component's own code, for 3005.
     pub component_code: Option<i32>,
-    pub status: StatusCode,
+    pub cause: Cause,
 }
 
 impl Fault {
@@ -60,7 +64,7 @@ impl Fault {
             code,
             message: message.into(),
             component_code: None,
-            status: code.status(),
+            cause: Cause::Code,
         }
     }
 
@@ -69,10 +73,18 @@ impl Fault {
     }
 
     pub fn unknown_cluster(name: &str) -> Self {
-        Fault {
-            status: StatusCode::NOT_FOUND,
-            ..Fault::new(FaultCode::NoServer, format!("no cluster '{name}'"))
-        }
+        Fault::new(FaultCode::NoServer, format!("no cluster '{name}'"))
+            .because(Cause::UnknownTarget)
+    }
+
+    /// The same fault with a cause a transport maps.
+    pub fn because(self, cause: Cause) -> Self {
+        Fault { cause, ..self }
+    }
+
+    /// 3004, authenticated but not allowed.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Fault::new(FaultCode::Unauthorized, message).because(Cause::Forbidden)
     }
 
     /// A fault code a node sent: a protocol code keeps its meaning; any

@@ -1,0 +1,186 @@
+//! What lives as long as the process: the wasmtime runtime (engine,
+//! linker, instance pool, component cache), node sessions and the node
+//! router, metrics, the listener's settings and body budget — and the
+//! current [`Generation`] behind one atomic pointer.
+//!
+//! Installing another generation swaps that pointer and nothing else: node
+//! sessions stay connected, requests in flight finish on the generation
+//! they started on. The instance pool is sized once, from `[runtime]`,
+//! with room for a later generation (see [`pool_size`]).
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use arc_swap::ArcSwap;
+
+use crate::admin::metrics::Metrics;
+use crate::config::{Config, Policy, ServerConfig};
+use crate::generation::Generation;
+use crate::node;
+use crate::runtime::{ComponentCache, PoolSize, Runtime};
+use crate::store;
+
+/// The process: everything that outlives one loaded config.
+pub struct Host {
+    pub runtime: Runtime,
+    pub nodes: node::Nodes,
+    pub metrics: Metrics,
+    /// `[server]` as the process started with it: the listener's bounds
+    /// and timeouts.
+    pub server: ServerConfig,
+    /// Bytes of request bodies held now, all requests together
+    /// (`server.max-inflight-body-mb`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+    current: ArcSwap<Generation>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("generation", &self.current.load())
+            .finish()
+    }
+}
+
+impl Host {
+    /// Builds the runtime and the first generation from `config`.
+    pub async fn start(config: Config) -> Result<Host> {
+        Host::start_with(config, store::Open::Persisted).await
+    }
+
+    /// Starts everything as [`Host::start`] does but opens no persisted
+    /// store: each cluster gets an empty store in memory (`wasp check`).
+    pub async fn start_for_check(config: Config) -> Result<Host> {
+        Host::start_with(config, store::Open::MemoryOnly).await
+    }
+
+    async fn start_with(config: Config, stores: store::Open) -> Result<Host> {
+        let cache = if config.runtime.no_cache {
+            ComponentCache::new(None)
+        } else {
+            ComponentCache::new(
+                config
+                    .runtime
+                    .cache_dir
+                    .clone()
+                    .or_else(ComponentCache::default_dir),
+            )
+            .with_max_bytes(config.runtime.cache_max_bytes())
+        };
+        let runtime = Runtime::new(pool_size(&config), cache)?;
+        let metrics = Metrics::new();
+        let nodes = node::Nodes::new(&config.nodes);
+        metrics.register_counter(
+            "notifications_dropped",
+            "Node notifications dropped because a capture point's buffer was full",
+            nodes.dropped_notifications.clone(),
+        );
+        let body_budget = Arc::new(tokio::sync::Semaphore::new(
+            (config.server.max_inflight_body_mb << 20) as usize,
+        ));
+        let server = config.server.clone();
+        let generation = Generation::build(config, &runtime, &metrics, stores).await?;
+        Ok(Host {
+            runtime,
+            nodes,
+            metrics,
+            server,
+            body_budget,
+            current: ArcSwap::from_pointee(generation),
+        })
+    }
+
+    /// The generation serving now. A caller keeps it for the whole of one
+    /// request, so the request sees one config from start to end.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// Makes `next` the serving generation and returns the one it
+    /// replaces (still alive while requests hold it).
+    pub fn install(&self, next: Generation) -> Arc<Generation> {
+        self.current.swap(Arc::new(next))
+    }
+}
+
+/// Pool sizes for the process: `runtime.max-instances` and
+/// `runtime.max-memory-mb` when set, else twice what the first config
+/// needs (every pooled instance plus room for the `describe` probe,
+/// per-request instances and replacements) plus 64, at least 256 slots
+/// and 256 MiB, so a later generation with more or larger instances fits.
+pub fn pool_size(config: &Config) -> PoolSize {
+    let instances: usize = config.clusters.values().map(|c| c.instances).sum();
+    let clusters = config.clusters.len();
+    let per_request: usize = config
+        .clusters
+        .values()
+        .filter(|c| c.policy == Policy::PerRequest)
+        .map(|c| c.instances)
+        .sum();
+    let needed = (instances + per_request + clusters * 2 + 16) as u32;
+    let slots = config
+        .runtime
+        .max_instances
+        .unwrap_or_else(|| (needed * 2 + 64).max(256));
+    let largest = config
+        .clusters
+        .values()
+        .map(|c| c.memory_mb)
+        .max()
+        .unwrap_or(64);
+    let max_memory_mb = config
+        .runtime
+        .max_memory_mb
+        .unwrap_or_else(|| largest.max(256));
+    PoolSize {
+        instances: slots,
+        concurrent_calls: slots,
+        max_memory: max_memory_mb << 20,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::esp;
+
+    fn echo_config(instances: usize) -> Config {
+        let text = format!(
+            "[runtime]\nno-cache = true\n[[tenants]]\nid = 101\nname = \"T\"\n\
+             [clusters.echo]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\n\
+             tenants = [101]\ninstances = {instances}\n"
+        );
+        Config::parse(&text, std::path::Path::new(".")).unwrap()
+    }
+
+    /// The pool is sized once, with room: a later generation with many
+    /// more instances than the first config had still fits, and once
+    /// installed it serves while the old one stays usable for whoever
+    /// holds it.
+    #[tokio::test]
+    async fn a_larger_generation_fits_the_pool_and_swaps_in() {
+        let host = Host::start(echo_config(1)).await.unwrap();
+        let first = host.current();
+        let next = Generation::build(
+            echo_config(100),
+            &host.runtime,
+            &host.metrics,
+            store::Open::MemoryOnly,
+        )
+        .await
+        .expect("a generation with 100 instances fits the pool the first config sized");
+        let old = host.install(next);
+        assert!(Arc::ptr_eq(&old, &first));
+        assert_eq!(host.current().clusters["echo"].live_instances(), 100);
+        let req = esp::parse(
+            br#"{"Request":{"Service":"Echo","Method":"Echo","TenantId":101,"Parameters":{"Text":"hi"}}}"#,
+        )
+        .unwrap();
+        for generation in [host.current(), old] {
+            let kv = esp::dispatch(&generation, &host.metrics, "echo", &req, None)
+                .await
+                .unwrap();
+            assert!(kv.get("Text").is_some(), "{kv:?}");
+        }
+    }
+}
