@@ -6,7 +6,7 @@
 //! them is decided elsewhere in the capture pipeline, so that every adapter
 //! can be tested against its own medium alone.
 //!
-//! - [`file`]: a watched inbound directory with `processed/`, `error/` and
+//! - [`file`](mod@file): a watched inbound directory with `processed/`, `error/` and
 //!   `notification/` beside it.
 
 pub mod file;
