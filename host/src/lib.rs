@@ -37,12 +37,15 @@
 //! - [`loopback`]: without tokens, keeps web pages out (Host, Origin,
 //!   Content-Type).
 //! - [`node`]: Interaction Server node sessions, the node router.
+//! - [`capture`]: capture points (adapters that take work items in from
+//!   outside, such as files in a watched directory).
 //! - [`tools`]: clients outside the core: node-sim, the bench, the demo's
 //!   mock peers.
 
 pub mod admin;
 pub mod auth;
 pub mod builtin;
+pub mod capture;
 pub mod cluster;
 pub mod config;
 pub mod esp;
