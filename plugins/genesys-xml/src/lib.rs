@@ -31,6 +31,8 @@ mod write;
 use wasp_codec_sdk::{Codec, Entry, Info, Item, Reply};
 
 pub use read::{decode, decode_replies};
+/// The model the parse reads into, for native callers.
+pub use wasp_codec_sdk;
 pub use wasp_codec_sdk::{MAX_DEPTH, MAX_PAIRS};
 pub use write::encode;
 

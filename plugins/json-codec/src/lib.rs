@@ -29,6 +29,8 @@ use wasp_codec_sdk::{
 };
 
 use tree::Json;
+/// The model the parse reads into, for native callers.
+pub use wasp_codec_sdk;
 pub use wasp_codec_sdk::{MAX_DEPTH, MAX_PAIRS};
 
 /// The codec as the component exports it.
