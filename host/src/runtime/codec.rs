@@ -946,6 +946,19 @@ mod tests {
         assert_eq!(codec.replaced(), 1);
     }
 
+    /// Capture points share a codec across tasks.
+    #[test]
+    fn codec_calls_can_run_on_any_task() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        fn check(codec: &Codec) {
+            send_sync(codec);
+            send(&codec.decode(Vec::new()));
+            send(&codec.encode(Vec::new()));
+        }
+        let _ = check;
+    }
+
     #[tokio::test]
     async fn an_esp_service_is_not_a_codec() {
         let runtime = runtime();

@@ -34,6 +34,11 @@ pub const MAX_DEPTH: usize = 32;
 /// building what the host would refuse.
 pub const MAX_PAIRS: usize = 100_000;
 
+/// Most operations one item may hold: every operation gets a reply, so a
+/// codec stops reading there rather than build (and make the host answer)
+/// an unbounded number of them.
+pub const MAX_OPERATIONS: usize = 100_000;
+
 /// One value of a Genesys KV list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {

@@ -13,7 +13,8 @@
 //! the reader refuses, for the whole item: any DTD (`<!DOCTYPE>`), any
 //! entity other than the five predefined ones and character references (no
 //! entity expansion, no external entities), elements nested deeper than
-//! [`MAX_ELEMENT_DEPTH`], more than [`MAX_PAIRS`] properties, and XML that
+//! [`MAX_ELEMENT_DEPTH`], more than [`MAX_PAIRS`] properties or
+//! [`MAX_OPERATIONS`] operations, and XML that
 //! is not well-formed. It streams (quick-xml) with an explicit stack of at
 //! most [`MAX_DEPTH`] lists, so a 10 000-deep document costs neither
 //! recursion nor memory. A bad operation (unknown name, wrong `type`, bad
@@ -33,7 +34,7 @@ use wasp_codec_sdk::{Codec, Entry, Info, Item, Reply};
 pub use read::{decode, decode_replies};
 /// The model the parse reads into, for native callers.
 pub use wasp_codec_sdk;
-pub use wasp_codec_sdk::{MAX_DEPTH, MAX_PAIRS};
+pub use wasp_codec_sdk::{MAX_DEPTH, MAX_OPERATIONS, MAX_PAIRS};
 pub use write::encode;
 
 /// Deepest element nesting read at all: the envelope (root, `interaction`,

@@ -10,7 +10,8 @@ use quick_xml::Reader;
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use wasp_codec_sdk::{
-    BadOperation, Entry, Kv, MAX_DEPTH, MAX_PAIRS, OpKind, Operation, Reply, ReplyKind, Value, clip,
+    BadOperation, Entry, Kv, MAX_DEPTH, MAX_OPERATIONS, MAX_PAIRS, OpKind, Operation, Reply,
+    ReplyKind, Value, clip,
 };
 
 use crate::MAX_ELEMENT_DEPTH;
@@ -284,6 +285,12 @@ fn read_document(body: &[u8], mut each: impl FnMut(Read)) -> Result<(), String> 
                     None => {
                         // A child of the root envelope.
                         children += 1;
+                        if children > MAX_OPERATIONS {
+                            return Err(format!(
+                                "more than {MAX_OPERATIONS} operations in the document (at {})",
+                                here()
+                            ));
+                        }
                         if name == "interaction" {
                             open = Some(begin(&e, children, depth, text, at)?);
                         } else {

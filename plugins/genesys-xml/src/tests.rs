@@ -2,7 +2,7 @@
 
 use wasp_codec_sdk::{BadOperation, Entry, Kv, OpKind, Operation, Reply, ReplyKind, Value};
 
-use crate::{MAX_DEPTH, MAX_PAIRS, decode, decode_replies, encode};
+use crate::{MAX_DEPTH, MAX_OPERATIONS, MAX_PAIRS, decode, decode_replies, encode};
 
 fn ops(entries: &[Entry]) -> Vec<&Operation> {
     entries
@@ -225,6 +225,13 @@ fn properties_are_bounded() {
     let entries = decode(doc(MAX_PAIRS).as_bytes()).unwrap();
     assert!(matches!(&entries[0], Entry::Op(op) if op.properties.0.len() == MAX_PAIRS));
     assert!(unreadable(doc(MAX_PAIRS + 1).as_bytes()).contains("properties"));
+    // Operations too, bad ones included: each would get a reply.
+    let ops = |n: usize| format!("<m>{}</m>", "<x/>".repeat(n));
+    assert_eq!(
+        decode(ops(MAX_OPERATIONS).as_bytes()).unwrap().len(),
+        MAX_OPERATIONS
+    );
+    assert!(unreadable(ops(MAX_OPERATIONS + 1).as_bytes()).contains("operations"));
 }
 
 fn replies() -> Vec<Reply> {

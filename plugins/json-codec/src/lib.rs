@@ -31,7 +31,7 @@ use wasp_codec_sdk::{
 use tree::Json;
 /// The model the parse reads into, for native callers.
 pub use wasp_codec_sdk;
-pub use wasp_codec_sdk::{MAX_DEPTH, MAX_PAIRS};
+pub use wasp_codec_sdk::{MAX_DEPTH, MAX_OPERATIONS, MAX_PAIRS};
 
 /// The codec as the component exports it.
 #[derive(Debug)]
@@ -72,6 +72,10 @@ fn objects(body: &[u8]) -> Result<Vec<(String, Json)>, String> {
     }
     match json {
         Json::Object(_) => Ok(vec![(String::new(), json)]),
+        Json::Array(items) if items.len() > MAX_OPERATIONS => Err(format!(
+            "{} operations is more than the {MAX_OPERATIONS} a document may hold",
+            items.len()
+        )),
         Json::Array(items) => Ok(items
             .into_iter()
             .enumerate()

@@ -2,7 +2,7 @@
 
 use wasp_codec_sdk::{BadOperation, Entry, Kv, OpKind, Reply, ReplyKind, Value};
 
-use crate::{MAX_DEPTH, MAX_PAIRS, decode, decode_replies, encode};
+use crate::{MAX_DEPTH, MAX_OPERATIONS, MAX_PAIRS, decode, decode_replies, encode};
 
 fn bad(entry: &Entry) -> &BadOperation {
     match entry {
@@ -146,6 +146,16 @@ fn depth_and_size_are_bounded() {
         vec!["\"k\":1"; MAX_PAIRS].join(",")
     );
     assert!(decode(many.as_bytes()).unwrap_err().contains("properties"));
+    let ops = |n: usize| format!("[{}]", vec!["1"; n].join(","));
+    assert_eq!(
+        decode(ops(MAX_OPERATIONS).as_bytes()).unwrap().len(),
+        MAX_OPERATIONS
+    );
+    assert!(
+        decode(ops(MAX_OPERATIONS + 1).as_bytes())
+            .unwrap_err()
+            .contains("operations")
+    );
 }
 
 #[test]
