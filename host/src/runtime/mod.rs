@@ -13,6 +13,9 @@
 //! - **Capabilities denied by default**: WASI is linked with an empty
 //!   context (no preopens, env, args or sockets) because Rust's std on
 //!   wasm32-wasip2 imports it even when unused.
+//! - **Two worlds**: ESP services (`wasp:esp/service`, [`bindings`]) and
+//!   capture codecs (`wasp:capture/codec`, [`codec`]) share the engine,
+//!   the linker, the cache ([`Runtime::compile`]) and the store hardening.
 
 pub mod bindings;
 mod cache;
