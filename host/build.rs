@@ -10,8 +10,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Components embedded in the binary as `builtin:<name>`.
-const BUILTIN: &[&str] = &["fax", "im", "echo", "classification", "sms", "social"];
+/// Components embedded in the binary: `builtin:<name>` and the package in
+/// `plugins/` that builds it (its artifact is the package name with `_` for
+/// `-`).
+const BUILTIN: &[(&str, &str)] = &[
+    ("fax", "fax"),
+    ("im", "im"),
+    ("echo", "echo"),
+    ("classification", "classification"),
+    ("sms", "sms"),
+    ("social", "social"),
+    ("genesys-xml", "genesys-xml"),
+    ("json", "json-codec"),
+];
 /// Components only the tests use (their paths become `WASP_FIXTURE_<NAME>`).
 const FIXTURES: &[&str] = &["chaos"];
 const TARGET: &str = "wasm32-wasip2";
@@ -35,7 +46,8 @@ fn main() {
         "cargo:rerun-if-changed={}",
         plugins.join(".cargo").display()
     );
-    for member in BUILTIN.iter().chain(FIXTURES).chain(&["sdk"]) {
+    let packages = BUILTIN.iter().map(|(_, package)| package);
+    for member in packages.chain(FIXTURES).chain(&["sdk", "codec-sdk"]) {
         println!("cargo:rerun-if-changed={}", plugins.join(member).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
@@ -83,8 +95,8 @@ fn main() {
         "/// Components embedded in this binary, by `builtin:` name.\n\
          pub const BUILTIN: &[(&str, &[u8])] = &[\n",
     );
-    for name in BUILTIN {
-        let path = wasm_dir.join(format!("{name}.wasm"));
+    for (name, package) in BUILTIN {
+        let path = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
         assert!(path.exists(), "missing {}", path.display());
         generated.push_str(&format!(
             "    ({name:?}, include_bytes!({:?})),\n",

@@ -1,5 +1,6 @@
 //! Genesys KV lists on the host: the JSON encoding of PROTOCOL.md and the
-//! arena encoding of `wit/esp.wit`.
+//! arena encoding of `wit/esp.wit` and `wit/capture` (`wasp:kv`): one reader
+//! ([`Kv::from_arena`]) holds the results of every world to the same limits.
 //!
 //! JSON: integer → number without fraction, string → string, binary →
 //! `{"$binary": "<base64>"}`, nested list → object (key order kept).
@@ -99,17 +100,24 @@ impl Kv {
     /// cycles, no sharing) and every list must be used; anything else is
     /// refused, so whatever reaches a client is what a client could send.
     pub fn from_wit(arena: KvListResult, max_bytes: usize) -> Result<Kv, String> {
-        if arena.lists.is_empty() {
+        Kv::from_arena(arena.lists, max_bytes)
+    }
+
+    /// [`Kv::from_wit`] for the arena of any world's bindings (the ESP
+    /// world and `wasp:kv` spell their pairs as different Rust types): the
+    /// same checks against the same limits.
+    pub fn from_arena<P: ArenaPair>(arena: Vec<Vec<P>>, max_bytes: usize) -> Result<Kv, String> {
+        if arena.is_empty() {
             return Ok(Kv::new());
         }
-        if arena.lists.len() > MAX_PAIRS {
+        if arena.len() > MAX_PAIRS {
             return Err(format!(
                 "{} nested lists is more than the {MAX_PAIRS} pairs a KV list may hold",
-                arena.lists.len()
+                arena.len()
             ));
         }
-        let count = arena.lists.len();
-        let mut lists: Vec<Option<Vec<_>>> = arena.lists.into_iter().map(Some).collect();
+        let count = arena.len();
+        let mut lists: Vec<Option<Vec<P>>> = arena.into_iter().map(Some).collect();
         let mut budget = Budget {
             pairs: MAX_PAIRS,
             bytes: max_bytes,
@@ -122,6 +130,16 @@ impl Kv {
             ));
         }
         Ok(kv)
+    }
+
+    /// The arena form, consuming the list, for bindings whose parameters
+    /// own their strings; `pair` builds one pair of the bindings' type.
+    pub fn into_arena<P>(self, pair: impl Fn(String, Slot) -> P + Copy) -> Vec<Vec<P>> {
+        let mut lists = Vec::new();
+        if !self.0.is_empty() {
+            flatten_owned(self, &mut lists, pair);
+        }
+        lists
     }
 
     /// Pairs (nested lists' included) and bytes of keys and values, for
@@ -251,8 +269,69 @@ fn flatten<'a>(kv: &'a Kv, lists: &mut Vec<Vec<PairParam<'a>>>) -> u32 {
     index as u32
 }
 
-fn unflatten(
-    lists: &mut [Option<Vec<PairResult>>],
+/// One value of a KV arena, whatever bindings it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    Int(i64),
+    Str(String),
+    Binary(Vec<u8>),
+    /// Index of a later list of the arena.
+    Nested(u32),
+}
+
+/// A pair of a KV arena as some world's bindings spell it, so that one
+/// reader ([`Kv::from_arena`]) holds every world's results to the limits.
+pub trait ArenaPair {
+    /// Bytes of key and value, for the budget, before the pair is taken.
+    fn size(&self) -> usize;
+    /// The key and the value.
+    fn into_parts(self) -> (String, Slot);
+}
+
+impl ArenaPair for PairResult {
+    fn size(&self) -> usize {
+        self.key.len()
+            + match &self.value {
+                ValueResult::Int(_) | ValueResult::Nested(_) => 0,
+                ValueResult::Str(s) => s.len(),
+                ValueResult::Binary(b) => b.len(),
+            }
+    }
+
+    fn into_parts(self) -> (String, Slot) {
+        let slot = match self.value {
+            ValueResult::Int(i) => Slot::Int(i),
+            ValueResult::Str(s) => Slot::Str(s),
+            ValueResult::Binary(b) => Slot::Binary(b),
+            ValueResult::Nested(i) => Slot::Nested(i),
+        };
+        (self.key, slot)
+    }
+}
+
+fn flatten_owned<P>(
+    kv: Kv,
+    lists: &mut Vec<Vec<P>>,
+    pair: impl Fn(String, Slot) -> P + Copy,
+) -> u32 {
+    let index = lists.len();
+    lists.push(Vec::new());
+    let mut pairs = Vec::with_capacity(kv.0.len());
+    for (key, value) in kv.0 {
+        let slot = match value {
+            Value::Int(i) => Slot::Int(i),
+            Value::Str(s) => Slot::Str(s),
+            Value::Binary(b) => Slot::Binary(b),
+            Value::List(l) => Slot::Nested(flatten_owned(l, lists, pair)),
+        };
+        pairs.push(pair(key, slot));
+    }
+    lists[index] = pairs;
+    index as u32
+}
+
+fn unflatten<P: ArenaPair>(
+    lists: &mut [Option<Vec<P>>],
     index: usize,
     depth: usize,
     budget: &mut Budget,
@@ -268,24 +347,20 @@ fn unflatten(
         .ok_or_else(|| format!("nested list {index} is used twice"))?;
     let mut out = Vec::with_capacity(pairs.len());
     for pair in pairs {
-        let size = match &pair.value {
-            ValueResult::Int(_) | ValueResult::Nested(_) => 0,
-            ValueResult::Str(s) => s.len(),
-            ValueResult::Binary(b) => b.len(),
-        };
-        budget.take(pair.key.len() + size)?;
-        let value = match pair.value {
-            ValueResult::Int(i) => Value::Int(i),
-            ValueResult::Str(s) => Value::Str(s),
-            ValueResult::Binary(b) => Value::Binary(b),
-            ValueResult::Nested(i) if (i as usize) <= index => {
+        budget.take(pair.size())?;
+        let (key, slot) = pair.into_parts();
+        let value = match slot {
+            Slot::Int(i) => Value::Int(i),
+            Slot::Str(s) => Value::Str(s),
+            Slot::Binary(b) => Value::Binary(b),
+            Slot::Nested(i) if (i as usize) <= index => {
                 return Err(format!(
                     "nested list index {i} in list {index} points backwards"
                 ));
             }
-            ValueResult::Nested(i) => Value::List(unflatten(lists, i as usize, depth + 1, budget)?),
+            Slot::Nested(i) => Value::List(unflatten(lists, i as usize, depth + 1, budget)?),
         };
-        out.push((pair.key, value));
+        out.push((key, value));
     }
     Ok(Kv(out))
 }

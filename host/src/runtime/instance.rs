@@ -235,7 +235,7 @@ impl bindings::wasp::esp::store::Host for HostState {
 
 /// How long past its deadline a call blocked in a host function may take
 /// before it is abandoned (a computing guest is stopped at the deadline).
-const HOST_CALL_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) const HOST_CALL_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Why a call did not produce an answer from the component.
 #[derive(Debug, thiserror::Error)]
@@ -268,38 +268,7 @@ impl Instance {
         spec: &InstanceSpec,
         index: usize,
     ) -> Result<Instance> {
-        let wasi = WasiCtxBuilder::new()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let state = HostState {
-            wasi,
-            http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            hooks: super::http::Hooks {
-                grant: spec.http.clone(),
-                cluster: spec.cluster.clone(),
-            },
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                limit: spec.memory_limit,
-                exceeded: None,
-            },
-            spec: spec.clone(),
-            instance: index,
-            deadline: Instant::now() + std::time::Duration::from_secs(10),
-            tenant: None,
-        };
-        let mut store = Store::new(pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store.set_epoch_deadline(1);
+        let mut store = new_store(pre.engine(), spec, index);
         let exports = pre
             .instantiate_async(&mut store)
             .await
@@ -363,24 +332,78 @@ impl Instance {
     }
 
     fn arm(&mut self, deadline: Instant) {
-        // Epoch deadlines are absolute: re-arm before every call, or a
-        // long-lived instance would trap on its next call.
-        self.store.data_mut().deadline = deadline;
-        self.store.set_epoch_deadline(1);
+        arm(&mut self.store, deadline);
     }
 
     fn explain(&self, err: wasmtime::Error) -> CallError {
-        if let Some(wanted) = self.store.data().limiter.exceeded {
-            return CallError::OutOfMemory(format!(
-                "memory limit of {} MiB exceeded (asked for {} MiB)",
-                self.store.data().limiter.limit >> 20,
-                wanted.div_ceil(1 << 20)
-            ));
+        explain(&self.store, err)
+    }
+}
+
+/// A fresh store with the hardening every instance gets, whatever world
+/// its component serves: WASI with nothing granted, the memory limiter,
+/// and the epoch callback that yields until the call's deadline, then
+/// interrupts.
+pub(crate) fn new_store(
+    engine: &wasmtime::Engine,
+    spec: &InstanceSpec,
+    index: usize,
+) -> Store<HostState> {
+    let wasi = WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = HostState {
+        wasi,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        hooks: super::http::Hooks {
+            grant: spec.http.clone(),
+            cluster: spec.cluster.clone(),
+        },
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter {
+            limit: spec.memory_limit,
+            exceeded: None,
+        },
+        spec: spec.clone(),
+        instance: index,
+        deadline: Instant::now() + std::time::Duration::from_secs(10),
+        tenant: None,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_callback(|ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
         }
-        match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => CallError::Timeout,
-            Some(trap) => CallError::Trapped(format!("trapped: {trap}")),
-            None => CallError::Trapped(format!("failed: {}", err.root_cause())),
-        }
+    });
+    store.set_epoch_deadline(1);
+    store
+}
+
+/// Sets the deadline of the next call. Epoch deadlines are absolute:
+/// re-arm before every call, or a long-lived instance would trap on its
+/// next call.
+pub(crate) fn arm(store: &mut Store<HostState>, deadline: Instant) {
+    store.data_mut().deadline = deadline;
+    store.set_epoch_deadline(1);
+}
+
+/// Why a call failed: the memory limit, the deadline, or a trap.
+pub(crate) fn explain(store: &Store<HostState>, err: wasmtime::Error) -> CallError {
+    if let Some(wanted) = store.data().limiter.exceeded {
+        return CallError::OutOfMemory(format!(
+            "memory limit of {} MiB exceeded (asked for {} MiB)",
+            store.data().limiter.limit >> 20,
+            wanted.div_ceil(1 << 20)
+        ));
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Timeout,
+        Some(trap) => CallError::Trapped(format!("trapped: {trap}")),
+        None => CallError::Trapped(format!("failed: {}", err.root_cause())),
     }
 }

@@ -13,9 +13,13 @@
 //! - **Capabilities denied by default**: WASI is linked with an empty
 //!   context (no preopens, env, args or sockets) because Rust's std on
 //!   wasm32-wasip2 imports it even when unused.
+//! - **Two worlds**: ESP services (`wasp:esp/service`, [`bindings`]) and
+//!   capture codecs (`wasp:capture/codec`, [`codec`]) share the engine,
+//!   the linker, the cache ([`Runtime::compile`]) and the store hardening.
 
 pub mod bindings;
 mod cache;
+pub mod codec;
 pub mod http;
 mod instance;
 pub mod log;
@@ -121,6 +125,12 @@ impl Runtime {
         )
         .map_err(|e| anyhow!("{e:?}"))
         .context("link wasp host imports")?;
+        codec::bindings::CaptureCodec::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| anyhow!("{e:?}"))
+        .context("link the capture codec world's types")?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
@@ -133,21 +143,42 @@ impl Runtime {
         })
     }
 
-    /// Compiles (or loads from the cache) and pre-links a component, then
-    /// instantiates it once to ask `describe` what it serves. Compiling
-    /// takes seconds of CPU: it runs on tokio's blocking pool, so the
-    /// runtime's workers keep serving requests and node sessions meanwhile.
-    pub async fn load(&self, bytes: &[u8], spec: &InstanceSpec) -> Result<LoadedComponent> {
+    /// Compiles a component, or loads it from the cache: the part of
+    /// loading that does not depend on the world the component serves.
+    /// Returns the component, its SHA-256 and whether it came from the
+    /// cache. Compiling takes seconds of CPU: it runs on tokio's blocking
+    /// pool, so the runtime's workers keep serving requests and node
+    /// sessions meanwhile.
+    pub async fn compile(&self, bytes: &[u8]) -> Result<(Component, String, bool)> {
         let (engine, cache, bytes) = (self.engine.clone(), self.cache.clone(), bytes.to_vec());
-        let compiled = tokio::task::spawn_blocking(move || cache.get_or_compile(&engine, &bytes))
+        tokio::task::spawn_blocking(move || cache.get_or_compile(&engine, &bytes))
             .await
-            .context("the compile task failed")?;
-        let (component, sha256, from_cache): (Component, String, bool) = compiled?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
+            .context("the compile task failed")?
+    }
+
+    /// Pre-links a compiled component against the host's imports (WASI,
+    /// WASI HTTP, the `wasp:esp` interfaces, the `wasp:kv` types).
+    pub(crate) fn instantiate_pre(
+        &self,
+        component: &Component,
+    ) -> Result<wasmtime::component::InstancePre<HostState>> {
+        self.linker
+            .instantiate_pre(component)
             .map_err(|e| anyhow!("{e}"))
-            .context("the component imports something wasp does not provide")?;
+            .context("the component imports something wasp does not provide")
+    }
+
+    /// The engine, for checking what a component imports and exports.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from the cache) and pre-links an ESP service
+    /// component, then instantiates it once to ask `describe` what it
+    /// serves.
+    pub async fn load(&self, bytes: &[u8], spec: &InstanceSpec) -> Result<LoadedComponent> {
+        let (component, sha256, from_cache) = self.compile(bytes).await?;
+        let pre = self.instantiate_pre(&component)?;
         let pre = bindings::EspServicePre::new(pre)
             .map_err(|e| anyhow!("{e}"))
             .context("the component does not export wasp:esp/service")?;
