@@ -25,7 +25,9 @@
 //! - [`esp`]: the ESP ingress and the fault codes.
 //! - [`admin`]: health, readiness, metrics, admin API.
 //! - [`auth`]: bearer tokens and roles.
-//! - [`tenant`]: tenants and the one lookup by id or name.
+//! - [`tenant`]: tenants, the one lookup by id or name, capture points'
+//!   tenant mapping.
+//! - [`capture`]: capture points: their state across restarts.
 //! - [`listener`]: the HTTP listener: connection cap and timeouts.
 //! - [`loopback`]: without tokens, keeps web pages out (Host, Origin,
 //!   Content-Type).
@@ -36,6 +38,7 @@
 pub mod admin;
 pub mod auth;
 pub mod builtin;
+pub mod capture;
 pub mod cluster;
 pub mod config;
 pub mod esp;
