@@ -32,7 +32,9 @@
 //! - [`esp`]: the ESP ingress; `esp::http::status_of` maps faults to HTTP.
 //! - [`admin`]: health, readiness, metrics, admin API.
 //! - [`auth`]: bearer tokens and roles.
-//! - [`tenant`]: tenants and the one lookup by id or name.
+//! - [`tenant`]: tenants, the one lookup by id or name, capture points'
+//!   tenant mapping.
+//! - [`capture`]: capture points: their state across restarts.
 //! - [`listener`]: the HTTP listener: connection cap and timeouts.
 //! - [`loopback`]: without tokens, keeps web pages out (Host, Origin,
 //!   Content-Type).

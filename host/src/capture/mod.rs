@@ -10,3 +10,5 @@
 //!   `notification/` beside it.
 
 pub mod file;
+
+pub mod state;
