@@ -38,6 +38,12 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterConfig>,
+    /// Capture points (`[captures.<name>]`, see `capture::config`).
+    #[serde(default)]
+    pub captures: BTreeMap<String, crate::capture::config::CaptureConfig>,
+    /// Where capture points keep their folders and state: relative to the
+    /// config file; `--data-dir` overrides it; default `./wasp-data`.
+    pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub nodes: NodesConfig,
     /// Bearer tokens. With none, wasp listens on loopback only.
@@ -184,6 +190,9 @@ pub struct RuntimeConfig {
     /// least 256.
     pub max_memory_mb: Option<u64>,
 }
+
+/// Where capture points keep their folders and state by default.
+pub const DEFAULT_DATA_DIR: &str = "wasp-data";
 
 /// 2 GiB of compiled components.
 pub const DEFAULT_CACHE_MAX_MB: u64 = 2048;
@@ -838,10 +847,26 @@ impl Config {
                 }
             }
         }
+        for (name, c) in &self.captures {
+            c.validate(
+                name,
+                &self.tenants,
+                |codec| self.component_source(codec).map(drop),
+                &mut problems,
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError { problems })
+        }
+    }
+
+    /// Where capture points keep their folders and state.
+    pub fn data_dir(&self) -> PathBuf {
+        match &self.data_dir {
+            Some(dir) => self.base_dir.join(dir),
+            None => PathBuf::from(DEFAULT_DATA_DIR),
         }
     }
 

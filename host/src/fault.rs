@@ -45,6 +45,11 @@ pub enum Cause {
     SlowPeer,
     /// The request's content type is not one the target takes (3000).
     ContentType,
+    /// Nothing is wrong with the operation: no node can take it now (none
+    /// serves its tenant and media type, its node is not connected, the
+    /// waiting room is full). A capture point keeps the item and tries
+    /// again later instead of answering with the fault.
+    NodeUnavailable,
 }
 
 /// A fault, answered as `Event3rdServerFault` over HTTP and node sessions.

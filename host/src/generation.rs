@@ -18,6 +18,7 @@ use anyhow::Result;
 
 use crate::admin::metrics::Metrics;
 use crate::auth::Auth;
+use crate::capture::CapturePoint;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::runtime::Runtime;
@@ -30,12 +31,16 @@ pub struct Generation {
     pub config: Config,
     pub auth: Auth,
     pub clusters: BTreeMap<String, Arc<Cluster>>,
+    /// Capture points, built (codec loaded, rules compiled) but started
+    /// only by [`Generation::start_captures`].
+    pub captures: BTreeMap<String, Arc<CapturePoint>>,
 }
 
 impl std::fmt::Debug for Generation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Generation")
             .field("clusters", &self.clusters.keys().collect::<Vec<_>>())
+            .field("captures", &self.captures.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -49,8 +54,9 @@ pub struct StartError {
 
 impl Generation {
     /// Starts every cluster of `config` on `runtime` (compile or load from
-    /// cache, instantiate, check the service type). All clusters are tried
-    /// so that every problem is reported at once.
+    /// cache, instantiate, check the service type) and builds every capture
+    /// point (loads its codec). All are tried so that every problem is
+    /// reported at once.
     pub async fn build(
         config: Config,
         runtime: &Runtime,
@@ -74,6 +80,22 @@ impl Generation {
                 Err(err) => problems.push(format!("clusters.{name}: {err:#}")),
             }
         }
+        let mut captures = BTreeMap::new();
+        for name in config.captures.keys() {
+            let cc = &config.captures[name];
+            match CapturePoint::build(name, cc, &config, runtime, metrics).await {
+                Ok(cp) => {
+                    tracing::info!(
+                        capture = %name,
+                        codec = %cp.codec_source,
+                        directory = %cp.directory.display(),
+                        "capture point built"
+                    );
+                    captures.insert(name.clone(), Arc::new(cp));
+                }
+                Err(err) => problems.push(format!("captures.{name}: {err:#}")),
+            }
+        }
         if !problems.is_empty() {
             return Err(StartError { problems }.into());
         }
@@ -81,7 +103,31 @@ impl Generation {
             auth: Auth::from_config(&config),
             config,
             clusters,
+            captures,
         })
+    }
+
+    /// Opens every capture point's folders and state and starts taking
+    /// items, sending operations to `nodes`. Each stops when `stop` is
+    /// cancelled or this generation is dropped. Every problem is reported
+    /// at once; capture points that started keep running.
+    pub fn start_captures(
+        &self,
+        nodes: &Arc<crate::node::Nodes>,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<()> {
+        let tenants: Arc<[TenantConfig]> = Arc::from(self.config.tenants.clone());
+        let mut problems = Vec::new();
+        for (name, cp) in &self.captures {
+            if let Err(err) = cp.start(nodes.clone(), tenants.clone(), stop) {
+                problems.push(format!("captures.{name}: {err:#}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(StartError { problems }.into())
+        }
     }
 
     /// The tenants this generation knows.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin::metrics::Metrics;
 use crate::config::{Config, Policy, ServerConfig};
@@ -23,7 +24,7 @@ use crate::store;
 /// The process: everything that outlives one loaded config.
 pub struct Host {
     pub runtime: Runtime,
-    pub nodes: node::Nodes,
+    pub nodes: Arc<node::Nodes>,
     pub metrics: Metrics,
     /// `[server]` as the process started with it: the listener's bounds
     /// and timeouts.
@@ -31,6 +32,8 @@ pub struct Host {
     /// Bytes of request bodies held now, all requests together
     /// (`server.max-inflight-body-mb`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the process stops: capture points stop taking items.
+    pub stopping: CancellationToken,
     current: ArcSwap<Generation>,
 }
 
@@ -43,13 +46,17 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    /// Builds the runtime and the first generation from `config`.
+    /// Builds the runtime and the first generation from `config`, and
+    /// starts its capture points.
     pub async fn start(config: Config) -> Result<Host> {
-        Host::start_with(config, store::Open::Persisted).await
+        let host = Host::start_with(config, store::Open::Persisted).await?;
+        host.current().start_captures(&host.nodes, &host.stopping)?;
+        Ok(host)
     }
 
-    /// Starts everything as [`Host::start`] does but opens no persisted
-    /// store: each cluster gets an empty store in memory (`wasp check`).
+    /// Builds everything as [`Host::start`] does but opens no persisted
+    /// store (each cluster gets an empty store in memory) and starts no
+    /// capture point, so it touches no file (`wasp check`).
     pub async fn start_for_check(config: Config) -> Result<Host> {
         Host::start_with(config, store::Open::MemoryOnly).await
     }
@@ -69,7 +76,7 @@ impl Host {
         };
         let runtime = Runtime::new(pool_size(&config), cache)?;
         let metrics = Metrics::new();
-        let nodes = node::Nodes::new(&config.nodes);
+        let nodes = Arc::new(node::Nodes::new(&config.nodes));
         metrics.register_counter(
             "notifications_dropped",
             "Node notifications dropped because a capture point's buffer was full",
@@ -86,6 +93,7 @@ impl Host {
             metrics,
             server,
             body_budget,
+            stopping: CancellationToken::new(),
             current: ArcSwap::from_pointee(generation),
         })
     }
@@ -103,6 +111,12 @@ impl Host {
     }
 }
 
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stopping.cancel();
+    }
+}
+
 /// Pool sizes for the process: `runtime.max-instances` and
 /// `runtime.max-memory-mb` when set, else twice what the first config
 /// needs (every pooled instance plus room for the `describe` probe,
@@ -117,7 +131,9 @@ pub fn pool_size(config: &Config) -> PoolSize {
         .filter(|c| c.policy == Policy::PerRequest)
         .map(|c| c.instances)
         .sum();
-    let needed = (instances + per_request + clusters * 2 + 16) as u32;
+    // Each capture point's codec: two instances and a replacement.
+    let codecs = config.captures.len() * 3;
+    let needed = (instances + per_request + clusters * 2 + codecs + 16) as u32;
     let slots = config
         .runtime
         .max_instances
@@ -126,6 +142,7 @@ pub fn pool_size(config: &Config) -> PoolSize {
         .clusters
         .values()
         .map(|c| c.memory_mb)
+        .chain(config.captures.values().map(|c| c.codec_memory_mb))
         .max()
         .unwrap_or(64);
     let max_memory_mb = config

@@ -79,6 +79,7 @@ pub fn app(host: Arc<Host>) -> Router {
     let admin = Router::new()
         .route("/v1/admin/clusters", get(admin::clusters))
         .route("/v1/admin/nodes", get(admin::nodes))
+        .route("/v1/admin/captures", get(admin::captures))
         .route_layer(axum::middleware::from_fn_with_state(
             host.clone(),
             admin::require_admin,

@@ -174,6 +174,7 @@ pub async fn serve(
     // WebSocket sessions outlive graceful HTTP shutdown: close them so
     // nodes fail over to another host.
     host.nodes.close_all();
+    host.stopping.cancel();
     stop.cancel();
     drop(done_rx);
     done.closed().await;

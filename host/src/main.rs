@@ -42,6 +42,10 @@ enum Command {
         /// Address to listen on (overrides `server.listen`).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Where capture points keep their folders and state (overrides
+        /// `data-dir`; default `./wasp-data`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Load and instantiate everything a config names, then exit: non-zero
     /// with the reasons if anything is wrong.
@@ -89,7 +93,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config, listen } => run(config, listen).await,
+            Command::Run {
+                config,
+                listen,
+                data_dir,
+            } => run(config, listen, data_dir).await,
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::tools::bench::run(args).await,
             Command::NodeSim(args) => wasp::tools::node_sim::run(*args).await,
@@ -108,8 +116,12 @@ fn load(path: &std::path::Path) -> Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))
 }
 
-async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
-    let config = load(&path)?;
+async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> Result<()> {
+    let mut config = load(&path)?;
+    if let Some(dir) = data_dir {
+        // Relative to where wasp runs, as command-line paths are.
+        config.data_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
+    }
     let mut addr = listen.unwrap_or(config.server.listen);
     let open = config.tokens.is_empty();
     if open && !addr.ip().is_loopback() {
@@ -148,6 +160,17 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>) -> Result<()> {
                 .map(|t| format!("{} {}", t.id, t.name))
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    for cp in generation.captures.values() {
+        let snap = cp.snapshot();
+        println!(
+            "  capture point {:<8} {} with {}: drop {} files into {}",
+            cp.name,
+            snap.adapter,
+            cp.codec_source,
+            cp.pattern,
+            cp.directory.join(&cp.config.inbound).display()
         );
     }
     let mut embedded = Vec::new();
@@ -328,6 +351,18 @@ async fn check(path: PathBuf) -> Result<()> {
                 None => println!("  store: in memory"),
             }
         }
+    }
+    for cp in generation.captures.values() {
+        println!(
+            "capture point {}: {} adapter, codec {} {} from {}, files {} in {} (not opened: check touches no state)",
+            cp.name,
+            cp.snapshot().adapter,
+            cp.codec.info().name,
+            cp.codec.info().version,
+            cp.codec_source,
+            cp.pattern,
+            cp.directory.display()
+        );
     }
     println!("{}: OK", path.display());
     Ok(())

@@ -26,7 +26,7 @@ use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use crate::esp::fault::{Fault, FaultCode};
+use crate::fault::{Fault, FaultCode};
 use crate::kv::{Kv, Value};
 
 #[derive(Debug, Clone, Deserialize)]

@@ -51,6 +51,8 @@ fn submit(tenant: u32, external: Option<&str>) -> Operation {
         queue: Some("Inbound".into()),
         external_id: external.map(str::to_string),
         interaction_id: None,
+        node_hint: None,
+        correlation_id: None,
         properties: Kv::new().with("Subject", KvValue::Str("parcel".into())),
     }
 }
@@ -64,6 +66,8 @@ fn follow(kind: OpKind, id: &str, properties: Kv) -> Operation {
         queue: None,
         external_id: None,
         interaction_id: Some(id.into()),
+        node_hint: None,
+        correlation_id: None,
         properties,
     }
 }

@@ -30,6 +30,17 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CaptureLabels {
+    pub capture: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CaptureOutcomeLabels {
+    pub capture: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstanceLabels {
     pub cluster: String,
     pub instance: u32,
@@ -193,6 +204,15 @@ pub struct Metrics {
     pub node_sessions_closed: Family<ReasonLabels, Counter>,
     /// The HTTP listener; shared with every connection.
     pub http: Arc<HttpMetrics>,
+    /// Capture points: items by outcome (taken, processed, error,
+    /// released: put back to wait for a node).
+    pub capture_items: Family<CaptureOutcomeLabels, Counter>,
+    /// Capture points: operations by outcome (answered, error).
+    pub capture_operations: Family<CaptureOutcomeLabels, Counter>,
+    /// Capture points: items waiting in their source (files in inbound/).
+    pub capture_backlog: Family<CaptureLabels, Gauge>,
+    /// Capture points: operations waiting for a node now.
+    pub capture_waiting: Family<CaptureLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -302,8 +322,37 @@ impl Metrics {
             "HTTP connections closed by a timeout, by the timeout that closed them",
             http.closed.clone(),
         );
+        let capture_items = Family::<CaptureOutcomeLabels, Counter>::default();
+        let capture_operations = Family::<CaptureOutcomeLabels, Counter>::default();
+        let capture_backlog = Family::<CaptureLabels, Gauge>::default();
+        let capture_waiting = Family::<CaptureLabels, Gauge>::default();
+        registry.register(
+            "capture_items",
+            "Items (files) of capture points by outcome: taken, processed, error, released \
+             (put back to wait for a node)",
+            capture_items.clone(),
+        );
+        registry.register(
+            "capture_operations",
+            "Operations of capture points by outcome: answered, error",
+            capture_operations.clone(),
+        );
+        registry.register(
+            "capture_backlog",
+            "Items waiting in a capture point's source (files in inbound/)",
+            capture_backlog.clone(),
+        );
+        registry.register(
+            "capture_waiting",
+            "Operations of a capture point waiting for a node now",
+            capture_waiting.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            capture_items,
+            capture_operations,
+            capture_backlog,
+            capture_waiting,
             requests_refused,
             node_sessions_refused,
             node_sessions_closed,

@@ -95,6 +95,19 @@ pub async fn nodes(State(host): State<Arc<Host>>) -> Json<Vec<crate::node::NodeS
     Json(host.nodes.snapshot())
 }
 
+/// `GET /v1/admin/captures`: each capture point, its adapter, codec,
+/// folders and counts (taken, operations, processed, errors, waiting for
+/// a node, backlog).
+pub async fn captures(State(host): State<Arc<Host>>) -> Json<Vec<crate::capture::CaptureSnapshot>> {
+    Json(
+        host.current()
+            .captures
+            .values()
+            .map(|c| c.snapshot())
+            .collect(),
+    )
+}
+
 /// `GET /v1/admin/clusters`: each cluster, its service type, tenants,
 /// instances and what each handled.
 pub async fn clusters(State(host): State<Arc<Host>>) -> Json<Vec<ClusterSnapshot>> {

@@ -327,6 +327,21 @@ impl Shared {
             );
             return self.write_new(dir, name, bytes, reason);
         }
+        // A move a crash cut short after the link: the same file is in
+        // `dir` already. Finish that move instead of making a second copy.
+        if let Some(dst) = linked_already(id, dir, name) {
+            if let Some(reason) = reason
+                && fs::symlink_metadata(reason_path(&dst)).is_err()
+            {
+                self.write_reason(&dst, reason)?;
+            }
+            match fs::remove_file(&src) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(move_err(e)),
+                _ => {}
+            }
+            tracing::info!(file = name, to = %dst.display(), "finished a move a stop had interrupted");
+            return Ok(dst);
+        }
         let (dst, renamed) = place(&src, dir, name, reason.is_some()).map_err(|e| match e {
             Placed::Io(e) => move_err(e),
             Placed::Full => FileError::NoFreeName {
@@ -449,6 +464,23 @@ fn suffixed(name: &str, n: u32) -> String {
         Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{n}.{ext}"),
         _ => format!("{name}.{n}"),
     }
+}
+
+/// The name in `dir` that is the very file `id` (a hard link made by a
+/// move that did not get to unlink its source), if any.
+fn linked_already(id: FileId, dir: &Path, name: &str) -> Option<PathBuf> {
+    for n in 0..MAX_SUFFIX {
+        let dst = dir.join(suffixed(name, n));
+        match fs::symlink_metadata(&dst) {
+            Ok(m) if FileId::of(&m) == id => return Some(dst),
+            Ok(_) => continue,
+            // Names are given in order; a gap may only be a name skipped
+            // because its `.reason` was taken.
+            Err(_) if fs::symlink_metadata(reason_path(&dst)).is_ok() => continue,
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 fn reason_path(dst: &Path) -> PathBuf {
@@ -727,7 +759,7 @@ impl Finalizer {
 
     /// Files handed out and not finalized yet.
     pub fn in_flight(&self) -> usize {
-        self.shared.cfg.max_in_flight - self.shared.permits.available_permits()
+        lock(&self.shared.in_flight).len()
     }
 }
 
@@ -748,6 +780,30 @@ impl std::fmt::Debug for FileSource {
             .field("inbound", &self.shared.cfg.inbound)
             .field("watching", &self._watcher.is_some())
             .finish()
+    }
+}
+
+/// Removes the temporary files (`.wasp-<pid>-<n>.tmp`) another process
+/// left in an output directory when it died half way through a write:
+/// they never became a file anyone reads. This process's own are kept.
+fn remove_stale_temps(dir: &Path) {
+    let ours = format!(".wasp-{}-", std::process::id());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(".wasp-") && name.ends_with(".tmp") && !name.starts_with(&ours) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a temporary file a stopped process left")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a temporary file a stopped process left")
+                }
+            }
+        }
     }
 }
 
@@ -794,6 +850,9 @@ impl FileSource {
                     cfg.inbound.display()
                 ),
                 Some(_) => {}
+            }
+            if what != "inbound" {
+                remove_stale_temps(dir);
             }
         }
         let wake = Arc::new(Wake {
@@ -1324,6 +1383,48 @@ mod tests {
         writer.join().unwrap();
         let expected: String = (0..10).map(|i| format!("<chunk n='{i}'/>\n")).collect();
         assert_eq!(String::from_utf8(taken.bytes).unwrap(), expected);
+    }
+
+    /// kill -9 between the link into processed/ (or error/) and the unlink
+    /// from inbound/: finishing the file again completes that move instead
+    /// of making a second copy; a temporary file the dead process left in
+    /// an output directory is removed at the next open.
+    #[tokio::test]
+    async fn a_move_cut_short_by_a_crash_is_finished_not_repeated() {
+        let root = tempfile::tempdir().unwrap();
+        let cfg = config(root.path());
+        fs::create_dir_all(&cfg.inbound).unwrap();
+        fs::create_dir_all(&cfg.notification).unwrap();
+        fs::write(cfg.inbound.join("a.xml"), b"<a/>").unwrap();
+        fs::write(cfg.inbound.join("b.xml"), b"<b/>").unwrap();
+        fs::create_dir_all(&cfg.processed).unwrap();
+        fs::create_dir_all(&cfg.error).unwrap();
+        // What the crashed process left: links, and a temp from pid 1.
+        fs::hard_link(cfg.inbound.join("a.xml"), cfg.processed.join("a.xml")).unwrap();
+        fs::hard_link(cfg.inbound.join("b.xml"), cfg.error.join("b.xml")).unwrap();
+        fs::write(cfg.notification.join(".wasp-1-7.tmp"), b"half").unwrap();
+        let mut source = FileSource::open(cfg.clone()).unwrap();
+        assert!(
+            names(&cfg.notification).is_empty(),
+            "the stale temp is gone"
+        );
+        let finalizer = source.finalizer();
+        for _ in 0..2 {
+            let taken = take(&mut source).await;
+            match taken.name.as_str() {
+                "a.xml" => {
+                    let at = finalizer.processed(taken).unwrap();
+                    assert_eq!(at, cfg.processed.join("a.xml"));
+                }
+                _ => {
+                    let at = finalizer.failed(taken, "bad").unwrap();
+                    assert_eq!(at, cfg.error.join("b.xml"));
+                }
+            }
+        }
+        assert!(names(&cfg.inbound).is_empty());
+        assert_eq!(names(&cfg.processed), ["a.xml"]);
+        assert_eq!(names(&cfg.error), ["b.xml", "b.xml.reason"]);
     }
 
     #[tokio::test]

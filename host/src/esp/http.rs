@@ -216,7 +216,7 @@ pub fn status_of(fault: &Fault) -> StatusCode {
         Cause::Forbidden => return StatusCode::FORBIDDEN,
         Cause::SlowPeer => return StatusCode::REQUEST_TIMEOUT,
         Cause::ContentType => return StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Cause::Code => {}
+        Cause::Code | Cause::NodeUnavailable => {}
     }
     match fault.code {
         FaultCode::Unsupported | FaultCode::InvalidRequest | FaultCode::Tenant => {

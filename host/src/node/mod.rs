@@ -32,7 +32,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodesConfig;
-use crate::fault::{Fault, FaultCode};
+use crate::fault::{Cause, Fault, FaultCode};
 use crate::kv::Kv;
 use frames::{HostFrame, OpFrame, OpKind};
 
@@ -48,6 +48,16 @@ pub struct Operation {
     pub external_id: Option<String>,
     /// Required for every kind but `Submit` (or give `external_id`).
     pub interaction_id: Option<String>,
+    /// The CorrelationId to send, when the caller needs it stable: a
+    /// capture point that sends an operation again after a restart sends
+    /// it with the same id, so a node can tell it already did it. Else
+    /// the router makes a fresh one.
+    pub correlation_id: Option<String>,
+    /// The node that owned the interaction when the caller last knew
+    /// (a capture point's persisted ExternalId map): after a restart the
+    /// router has forgotten owners, and adopts this one for the
+    /// interaction instead of answering 2003.
+    pub node_hint: Option<String>,
     pub properties: Kv,
 }
 
@@ -66,6 +76,8 @@ pub struct Notification {
     pub node_id: String,
     pub capture_point: String,
     pub interaction_id: String,
+    /// The ExternalId it was submitted with, if any.
+    pub external_id: Option<String>,
     pub notification: String,
     pub properties: Kv,
 }
@@ -446,10 +458,14 @@ impl Nodes {
                     "wasp already tracks {} interactions (nodes.max-interactions)",
                     self.max_interactions
                 ),
-            ));
+            )
+            .because(Cause::NodeUnavailable));
         }
         let session = self.wait_for_node(op.tenant, &op.media_type).await?;
-        let correlation = self.correlation();
+        let correlation = op
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| self.correlation());
         let frame = HostFrame::Submit {
             correlation_id: correlation.clone(),
             capture_point: op.capture_point.clone(),
@@ -499,13 +515,14 @@ impl Nodes {
                     "no node serves tenant {tenant} and media type '{media}' (waited {} ms for one)",
                     self.wait_for_node.as_millis()
                 ),
-            )
+            ).because(Cause::NodeUnavailable)
         };
         let Ok(_place) = self.waiting.try_acquire() else {
             return Err(Fault::new(
                 FaultCode::Overloaded,
                 "too many interactions already wait for a node (nodes.waiting)",
-            ));
+            )
+            .because(Cause::NodeUnavailable));
         };
         let deadline = tokio::time::Instant::now() + self.wait_for_node;
         loop {
@@ -540,7 +557,27 @@ impl Nodes {
                 }
             }
         };
-        let owner = lock(&self.owners).by_id.get(&interaction_id).cloned();
+        let owner = {
+            let mut owners = lock(&self.owners);
+            match (owners.by_id.get(&interaction_id).cloned(), &op.node_hint) {
+                (Some(owner), _) => Some(owner),
+                (None, Some(node)) if owners.by_id.len() < self.max_interactions => {
+                    let owner = Owner {
+                        node_id: node.clone(),
+                        capture_point: op.capture_point.clone(),
+                        external_id: op.external_id.clone(),
+                    };
+                    if let Some(ext) = &op.external_id {
+                        owners
+                            .by_external
+                            .insert(ext.clone(), interaction_id.clone());
+                    }
+                    owners.by_id.insert(interaction_id.clone(), owner.clone());
+                    Some(owner)
+                }
+                (None, _) => None,
+            }
+        };
         let Some(owner) = owner else {
             return Err(Fault::new(
                 FaultCode::NotAccessible,
@@ -555,9 +592,13 @@ impl Nodes {
                     "interaction '{interaction_id}' is on node '{}', which is not connected",
                     owner.node_id
                 ),
-            ));
+            )
+            .because(Cause::NodeUnavailable));
         };
-        let correlation = self.correlation();
+        let correlation = op
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| self.correlation());
         let frame = HostFrame::op(
             op.kind,
             OpFrame {
@@ -576,9 +617,12 @@ impl Nodes {
         Ok(done)
     }
 
+    /// A CorrelationId no other operation of any wasp process has: the
+    /// host id is unique per process.
     fn correlation(&self) -> String {
         format!(
-            "c-{}",
+            "{}-{}",
+            self.host_id,
             self.next_correlation.fetch_add(1, Ordering::Relaxed)
         )
     }
@@ -595,6 +639,7 @@ impl Nodes {
                 FaultCode::NotAccessible,
                 format!("node '{}' is not connected", session.node_id),
             )
+            .because(Cause::NodeUnavailable)
         };
         let place = match session.ops_window.clone().try_acquire_owned() {
             Ok(place) => place,
@@ -610,7 +655,8 @@ impl Nodes {
                              already wait (nodes.waiting)",
                             session.node_id, session.window
                         ),
-                    ));
+                    )
+                    .because(Cause::NodeUnavailable));
                 };
                 tokio::select! {
                     place = session.ops_window.clone().acquire_owned() => place.map_err(|_| gone())?,
@@ -717,6 +763,7 @@ impl Nodes {
         let sent = sink.try_send(Notification {
             node_id: session.node_id.clone(),
             capture_point: owner.capture_point.clone(),
+            external_id: owner.external_id.clone(),
             interaction_id,
             notification,
             properties,

@@ -99,6 +99,40 @@ pub struct SimState {
     /// (a node-sim that reconnects for months does not grow).
     pub sessions: Mutex<VecDeque<String>>,
     next_id: AtomicU64,
+    /// Answers given, by CorrelationId (the last [`ANSWERS_KEPT`]): an
+    /// operation sent again with the same CorrelationId — after a takeover,
+    /// or by a capture point finishing a file after a restart — gets the
+    /// same answer and is not applied twice.
+    answers: Mutex<Answers>,
+    /// Operations answered from [`SimState::answers`] instead of applied.
+    pub repeated: AtomicU64,
+}
+
+/// Answers [`SimState`] remembers by CorrelationId.
+pub const ANSWERS_KEPT: usize = 100_000;
+
+#[derive(Debug, Default)]
+struct Answers {
+    by_id: HashMap<String, NodeFrame>,
+    order: VecDeque<String>,
+}
+
+impl SimState {
+    fn answered(&self, correlation: &str) -> Option<NodeFrame> {
+        lock(&self.answers).by_id.get(correlation).cloned()
+    }
+
+    fn remember(&self, correlation: String, answer: NodeFrame) {
+        let mut answers = lock(&self.answers);
+        if answers.by_id.insert(correlation.clone(), answer).is_none() {
+            answers.order.push_back(correlation);
+        }
+        while answers.order.len() > ANSWERS_KEPT {
+            if let Some(old) = answers.order.pop_front() {
+                answers.by_id.remove(&old);
+            }
+        }
+    }
 }
 
 /// The outcome of a load run.
@@ -451,7 +485,26 @@ async fn on_frame(
         let _ = out.send(NodeFrame::Pong.to_text()).await;
         return;
     }
-    let answer = apply(args, state, out, frame);
+    let correlation = match &frame {
+        HostFrame::Submit { correlation_id, .. } => Some(correlation_id.clone()),
+        HostFrame::Update(op)
+        | HostFrame::Hold(op)
+        | HostFrame::Resume(op)
+        | HostFrame::GetInfo(op)
+        | HostFrame::Stop(op) => Some(op.correlation_id.clone()),
+        _ => None,
+    };
+    let repeated = correlation.as_deref().and_then(|c| state.answered(c));
+    if repeated.is_some() {
+        state.repeated.fetch_add(1, Ordering::Relaxed);
+    }
+    let answer = repeated.or_else(|| {
+        let answer = apply(args, state, out, frame)?;
+        if let Some(c) = correlation {
+            state.remember(c, answer.clone());
+        }
+        Some(answer)
+    });
     if let Some(answer) = answer {
         let out = out.clone();
         let delay = Duration::from_millis(args.answer_delay_ms);
@@ -556,15 +609,18 @@ fn apply(
             let all = lock(&state.interactions);
             let i = all.get(&op.interaction_id)?;
             let mut props = i.properties.clone();
-            props.0.push((
-                "State".into(),
+            let mut set = |key: &str, value: Value| match props.0.iter_mut().find(|(k, _)| k == key)
+            {
+                Some(slot) => slot.1 = value,
+                None => props.0.push((key.into(), value)),
+            };
+            set(
+                "State",
                 Value::Str(if i.held { "held" } else { "queued" }.into()),
-            ));
-            props
-                .0
-                .push(("TenantId".into(), Value::Int(i.tenant.into())));
+            );
+            set("TenantId", Value::Int(i.tenant.into()));
             if let Some(q) = &i.queue {
-                props.0.push(("Queue".into(), Value::Str(q.clone())));
+                set("Queue", Value::Str(q.clone()));
             }
             Some(done(op.correlation_id, op.interaction_id, props))
         }

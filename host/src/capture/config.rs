@@ -1,0 +1,257 @@
+//! `[captures.<name>]`: one capture point's config, beside the capture
+//! code (the section lives with its module; `config.rs` composes it).
+//!
+//! ```toml
+//! [captures.orders]
+//! adapter = "file"                  # kafka and http come later
+//! codec = "builtin:genesys-xml"     # builtin:json, or a path to a codec .wasm
+//! # directory = "orders"            # default <data-dir>/<name>
+//! # pattern = "*.xml"               # default "*.<the codec's extension>"
+//! default-values = { TenantId = 101, Queue = "Inbound" }
+//! rules = [{ property = "Customer.Segment", equals = "gold", tenant = 102 }]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::tenant::{DefaultValues, RuleConfig, TenantConfig, TenantMapper};
+
+/// Where a capture point's items come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Adapter {
+    /// Files in an inbound folder.
+    File,
+}
+
+/// One `[captures.<name>]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CaptureConfig {
+    pub adapter: Adapter,
+    /// `builtin:genesys-xml`, `builtin:json`, or a path to a codec
+    /// component relative to the config file.
+    #[serde(default = "default_codec")]
+    pub codec: String,
+    /// The capture point's folder: default `<data-dir>/<name>`; relative
+    /// to the data directory. Its state file (`state.redb`) lives here.
+    pub directory: Option<PathBuf>,
+    /// Folders under `directory` (or absolute).
+    #[serde(default = "default_inbound")]
+    pub inbound: PathBuf,
+    #[serde(default = "default_processed")]
+    pub processed: PathBuf,
+    #[serde(default = "default_error")]
+    pub error: PathBuf,
+    #[serde(default = "default_notification")]
+    pub notification: PathBuf,
+    /// Names taken from `inbound` (a glob): default `*.<extension>` of
+    /// the codec (`*.xml`, `*.json`).
+    pub pattern: Option<String>,
+    /// Properties an operation lacks are filled from here; `TenantId` is
+    /// the tenant of last resort.
+    #[serde(default)]
+    pub default_values: DefaultValues,
+    /// Tenant rules, first match wins (after the operation's own
+    /// `TenantId`).
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// A larger file is moved to `error/` unread.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Files being processed at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Items handed to the codec in one call.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Operations one item may hold; a larger item is refused whole.
+    #[serde(default = "default_max_operations")]
+    pub max_operations: usize,
+    /// Full rescans of `inbound` besides change events.
+    #[serde(default = "default_rescan_ms")]
+    pub rescan_ms: u64,
+    /// A file is taken once its size and time stayed the same this long.
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+    /// How long an item may wait in all for nodes (no node for its tenant
+    /// and media type, or its interaction's node not connected) before
+    /// the waiting operation is answered with the fault and the item is
+    /// finished. Meanwhile the item stays in `inbound/`.
+    #[serde(default = "default_node_wait_ms")]
+    pub node_wait_ms: u64,
+    /// What the capture point's state file may hold
+    /// (`[captures.<name>.state]`).
+    #[serde(default)]
+    pub state: crate::capture::state::Limits,
+    /// Linear memory of a codec instance, in MiB.
+    #[serde(default = "default_codec_memory_mb")]
+    pub codec_memory_mb: u64,
+    /// Time for one codec call (a batch).
+    #[serde(default = "default_codec_timeout_ms")]
+    pub codec_timeout_ms: u64,
+}
+
+fn default_codec() -> String {
+    "builtin:genesys-xml".into()
+}
+fn default_inbound() -> PathBuf {
+    "inbound".into()
+}
+fn default_processed() -> PathBuf {
+    "processed".into()
+}
+fn default_error() -> PathBuf {
+    "error".into()
+}
+fn default_notification() -> PathBuf {
+    "notification".into()
+}
+const fn default_max_file_bytes() -> u64 {
+    16 << 20
+}
+const fn default_max_in_flight() -> usize {
+    16
+}
+const fn default_batch() -> usize {
+    16
+}
+const fn default_max_operations() -> usize {
+    10_000
+}
+const fn default_rescan_ms() -> u64 {
+    5_000
+}
+const fn default_settle_ms() -> u64 {
+    250
+}
+const fn default_node_wait_ms() -> u64 {
+    600_000
+}
+const fn default_codec_memory_mb() -> u64 {
+    64
+}
+const fn default_codec_timeout_ms() -> u64 {
+    10_000
+}
+
+impl CaptureConfig {
+    /// The capture point's folder under `data_dir`.
+    pub fn directory(&self, name: &str, data_dir: &Path) -> PathBuf {
+        data_dir.join(self.directory.as_deref().unwrap_or(Path::new(name)))
+    }
+
+    pub fn rescan(&self) -> Duration {
+        Duration::from_millis(self.rescan_ms)
+    }
+
+    pub fn settle(&self) -> Duration {
+        Duration::from_millis(self.settle_ms)
+    }
+
+    pub fn node_wait(&self) -> Duration {
+        Duration::from_millis(self.node_wait_ms)
+    }
+
+    pub fn codec_timeout(&self) -> Duration {
+        Duration::from_millis(self.codec_timeout_ms)
+    }
+
+    /// Every problem of this section, placed under `captures.<name>`.
+    /// `codec_source` checks the codec reference as clusters' components
+    /// are checked.
+    pub fn validate(
+        &self,
+        name: &str,
+        tenants: &[TenantConfig],
+        codec_source: impl Fn(&str) -> Result<(), String>,
+        problems: &mut Vec<String>,
+    ) {
+        let at = format!("captures.{name}");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            problems.push(format!(
+                "{at}: capture point names may use 1 to 64 letters, digits, '-' and '_' only \
+                 (they name folders and appear in URLs)"
+            ));
+        }
+        if let Err(e) = codec_source(&self.codec) {
+            problems.push(format!("{at}.codec: {e}"));
+        }
+        if let Some(p) = &self.pattern
+            && let Err(e) = glob::Pattern::new(p)
+        {
+            problems.push(format!("{at}.pattern: {e}"));
+        }
+        for (field, dir) in [
+            ("inbound", &self.inbound),
+            ("processed", &self.processed),
+            ("error", &self.error),
+            ("notification", &self.notification),
+        ] {
+            if dir.as_os_str().is_empty() {
+                problems.push(format!("{at}.{field}: is empty"));
+            }
+        }
+        let dirs = [
+            &self.inbound,
+            &self.processed,
+            &self.error,
+            &self.notification,
+        ];
+        for (i, a) in dirs.iter().enumerate() {
+            if dirs[i + 1..].contains(a) {
+                problems.push(format!(
+                    "{at}: the folder '{}' is given for two purposes (inbound, processed, \
+                     error and notification must differ)",
+                    a.display()
+                ));
+            }
+        }
+        let ranges: [(&str, u64, u64, u64); 8] = [
+            ("max-file-bytes", self.max_file_bytes, 1, 1 << 30),
+            ("max-in-flight", self.max_in_flight as u64, 1, 10_000),
+            ("batch", self.batch as u64, 1, 1_000),
+            ("max-operations", self.max_operations as u64, 1, 99_999),
+            ("rescan-ms", self.rescan_ms, 10, 3_600_000),
+            ("settle-ms", self.settle_ms, 0, 600_000),
+            ("node-wait-ms", self.node_wait_ms, 0, 7 * 24 * 3_600_000),
+            ("codec-timeout-ms", self.codec_timeout_ms, 1, 600_000),
+        ];
+        for (field, value, min, max) in ranges {
+            if value < min || value > max {
+                problems.push(format!("{at}.{field}: {value} is outside {min}..={max}"));
+            }
+        }
+        if !(1..=4096).contains(&self.codec_memory_mb) {
+            problems.push(format!(
+                "{at}.codec-memory-mb: {} is outside 1..=4096",
+                self.codec_memory_mb
+            ));
+        }
+        problems.extend(self.state.problems(&format!("{at}.state")));
+        if let Err(mut found) = self.mapper(name, tenants) {
+            problems.append(&mut found);
+        }
+    }
+
+    /// The tenant mapper of this capture point.
+    pub fn mapper(
+        &self,
+        name: &str,
+        tenants: &[TenantConfig],
+    ) -> Result<TenantMapper, Vec<String>> {
+        TenantMapper::new(
+            &format!("captures.{name}"),
+            &self.rules,
+            &self.default_values,
+            tenants,
+        )
+    }
+}

@@ -1,0 +1,760 @@
+//! What runs while a capture point is started: items from its source are
+//! decoded in batches, each operation is mapped and sent to a node, each
+//! answer is journaled, and an item whose every operation was answered is
+//! finished (replies written, file moved to `processed/`).
+//!
+//! Crash safety, from the end backwards:
+//! - an operation's answer is journaled (in the capture point's state
+//!   file) before the next operation runs, and a submit's ExternalId in
+//!   the same transaction;
+//! - an item taken again (after a crash, or after waiting for a node)
+//!   replays the answers journaled for it instead of running those
+//!   operations again, so a node never sees an operation twice;
+//! - the replies document is written before the journal says so, and the
+//!   journal says so before the file leaves `inbound/`;
+//! - so `kill -9` at any moment leaves every file in `inbound/` (to be
+//!   finished on restart), `processed/` or `error/`, and at most one
+//!   replies document per file.
+//!
+//! An operation no node can take now (none serves its tenant and media
+//! type, its node is not connected, the waiting room is full) is not
+//! answered: the item is put back in its source (the file stays in
+//! `inbound/`) and taken again later, for at most `node-wait-ms` in all;
+//! then the operation is answered with the fault.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::CapturePoint;
+use super::file::{FileConfig, FileSource, Finalizer, Taken};
+use super::state::{CaptureState, Interaction};
+use crate::fault::{Cause, Fault, FaultCode};
+use crate::kv::Kv;
+use crate::node::frames::OpKind;
+use crate::node::{self, Nodes, Notification};
+use crate::runtime::codec::{Entry, Operation, RawItem, Reply, ReplyKind};
+use crate::tenant::TenantConfig;
+
+/// Where an item's journal keeps its attempt id (beyond any operation
+/// index: an item holds at most 99 999 operations).
+const ATTEMPT: usize = 1_000_000;
+
+/// Items remembered with the time they first waited for a node; beyond
+/// it, those that waited longer than `node-wait-ms` are forgotten.
+const MAX_WAITS: usize = 10_000;
+
+/// Everything the running pipeline of one capture point needs (and
+/// nothing of the generation or the host beyond it).
+struct Worker {
+    cp: Arc<CapturePoint>,
+    nodes: Arc<Nodes>,
+    tenants: Arc<[TenantConfig]>,
+    state: Arc<CaptureState>,
+    finalizer: Finalizer,
+    /// Item key → when it first waited for a node.
+    waits: Mutex<HashMap<String, Instant>>,
+}
+
+/// Opens the file adapter and the state of `cp` and starts its tasks: the
+/// source, the batcher and the notification writer. They stop when `stop`
+/// or the capture point's own token is cancelled.
+pub(crate) fn start_file(
+    cp: Arc<CapturePoint>,
+    nodes: Arc<Nodes>,
+    tenants: Arc<[TenantConfig]>,
+    stop: &CancellationToken,
+) -> Result<Finalizer> {
+    let c = &cp.config;
+    let dir = &cp.directory;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("create the capture point folder {}", dir.display()))?;
+    let at = |p: &Path| dir.join(p);
+    let mut fc = FileConfig::under(dir);
+    fc.inbound = at(&c.inbound);
+    fc.processed = at(&c.processed);
+    fc.error = at(&c.error);
+    fc.notification = at(&c.notification);
+    fc.pattern = cp.pattern.clone();
+    fc.rescan = c.rescan();
+    fc.settle = c.settle();
+    fc.max_file_bytes = c.max_file_bytes;
+    fc.max_in_flight = c.max_in_flight;
+    let mut source = FileSource::open(fc)?;
+    let state = Arc::new(CaptureState::open(dir, c.state)?);
+    let finalizer = source.finalizer();
+    let token = cp.stopped().clone();
+    {
+        let (outer, token) = (stop.clone(), token.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = outer.cancelled() => token.cancel(),
+                () = token.cancelled() => {}
+            }
+        });
+    }
+    let notifications = nodes.subscribe(&cp.name);
+    let batch = c.batch;
+    let name = cp.name.clone();
+    let worker = Arc::new(Worker {
+        cp,
+        nodes,
+        tenants,
+        state,
+        finalizer: finalizer.clone(),
+        waits: Mutex::new(HashMap::new()),
+    });
+    let (tx, rx) = mpsc::channel::<Taken>(batch);
+    {
+        let (token, stats) = (token.clone(), worker.cp.stats.clone());
+        tokio::spawn(async move {
+            while let Some(taken) = source.next(&token).await {
+                stats.taken.inc();
+                if tx.send(taken).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    tokio::spawn(batcher(worker.clone(), rx, batch, token.clone()));
+    tokio::spawn(notifier(worker, notifications, token));
+    tracing::info!(capture = %name, "capture point started");
+    Ok(finalizer)
+}
+
+/// Hands the codec what is ready, up to `batch` items per call.
+async fn batcher(
+    worker: Arc<Worker>,
+    mut rx: mpsc::Receiver<Taken>,
+    batch: usize,
+    token: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            taken = rx.recv() => taken,
+            () = token.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let mut items = vec![first];
+        while items.len() < batch {
+            match rx.try_recv() {
+                Ok(t) => items.push(t),
+                Err(_) => break,
+            }
+        }
+        // Each item holds one of the source's in-flight places, so the
+        // batches running at once are bounded by `max-in-flight`.
+        tokio::spawn(worker.clone().run_batch(items));
+    }
+}
+
+/// Writes node notifications about interactions this capture point
+/// submitted into its notification output.
+async fn notifier(
+    worker: Arc<Worker>,
+    mut rx: mpsc::Receiver<Notification>,
+    token: CancellationToken,
+) {
+    loop {
+        let n = tokio::select! {
+            n = rx.recv() => n,
+            () = token.cancelled() => None,
+        };
+        let Some(n) = n else { break };
+        worker.notification(n).await;
+    }
+}
+
+/// The journal's key of an item: its name and bytes, so a different file
+/// under the same name is a different item.
+fn item_key(name: &str, bytes: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(bytes);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What one operation came to.
+enum Step {
+    /// Answered: the reply, and for a submit with an ExternalId what to
+    /// remember of it.
+    Answer(Box<Reply>, Option<(String, Interaction)>),
+    /// No node can take it now; try the item again later.
+    Wait(Fault),
+}
+
+impl Worker {
+    async fn run_batch(self: Arc<Self>, batch: Vec<Taken>) {
+        let items: Vec<RawItem> = batch
+            .iter()
+            .map(|t| RawItem {
+                name: t.name.clone(),
+                headers: Vec::new(),
+                body: t.bytes.clone(),
+            })
+            .collect();
+        let decoded = match self.cp.codec.decode(items.clone()).await {
+            Ok(decoded) => decoded,
+            Err(err) if items.len() > 1 => {
+                // One item may have made the codec fail: try each alone so
+                // only that one is refused.
+                tracing::warn!(capture = %self.cp.name, error = %err, "a codec batch failed; decoding its items one by one");
+                let mut each = Vec::with_capacity(items.len());
+                for item in items {
+                    each.push(match self.cp.codec.decode(vec![item]).await {
+                        Ok(mut one) => one.pop().unwrap_or_else(|| Err("no result".into())),
+                        Err(err) => Err(format!("the codec failed on this item: {err}")),
+                    });
+                }
+                each
+            }
+            Err(err) => vec![Err(format!("the codec failed on this item: {err}"))],
+        };
+        let runs = batch
+            .into_iter()
+            .zip(decoded)
+            .map(|(taken, decoded)| self.clone().run_item(taken, decoded));
+        futures_util::future::join_all(runs).await;
+    }
+
+    async fn run_item(self: Arc<Self>, taken: Taken, decoded: Result<Vec<Entry>, String>) {
+        let name = taken.name.clone();
+        if let Err(err) = self.try_item(taken, decoded).await {
+            tracing::warn!(capture = %self.cp.name, file = %name, error = %format!("{err:#}"), "the item stays in its source and is taken again later");
+            self.cp.stats.released.inc();
+        }
+    }
+
+    async fn try_item(&self, taken: Taken, decoded: Result<Vec<Entry>, String>) -> Result<()> {
+        let entries = match decoded {
+            Ok(entries) if entries.len() > self.cp.config.max_operations => {
+                return self.refuse(
+                    taken,
+                    format!(
+                        "it holds {} operations, more than captures.{}.max-operations ({})",
+                        entries.len(),
+                        self.cp.name,
+                        self.cp.config.max_operations
+                    ),
+                );
+            }
+            Ok(entries) => entries,
+            Err(reason) => return self.refuse(taken, reason),
+        };
+        let key = item_key(&taken.name, &taken.bytes);
+        // Journaled after the replies were written: the item only needs
+        // to leave its source.
+        let done_marker = entries.len();
+        let k = key.clone();
+        let recorded = self.blocking(move |s| s.recorded(&k)).await?;
+        // The item's attempt id makes its operations' CorrelationIds: the
+        // same after a restart (a node that already did an operation can
+        // tell), different for the same file dropped again later.
+        let attempt = match recorded.get(&ATTEMPT) {
+            Some(id) => String::from_utf8_lossy(id).into_owned(),
+            None => {
+                let id = format!("{:016x}", rand::random::<u64>());
+                let (k, bytes) = (key.clone(), id.clone().into_bytes());
+                self.blocking(move |s| s.record(&k, ATTEMPT, &bytes))
+                    .await?;
+                id
+            }
+        };
+        if !recorded.contains_key(&done_marker) {
+            let mut replies = Vec::with_capacity(entries.len());
+            for (i, entry) in entries.into_iter().enumerate() {
+                if let Some(saved) = recorded.get(&i) {
+                    replies.push(Saved::read(saved)?);
+                    continue;
+                }
+                let correlation = format!("{}:{attempt}:{i}", self.cp.name);
+                let (reply, remember) = match self.run_op(entry, correlation).await {
+                    Step::Answer(reply, remember) => (*reply, remember),
+                    Step::Wait(fault) => {
+                        if self.waited_enough(&key) {
+                            (error_reply(&fault, None, None), None)
+                        } else {
+                            tracing::info!(capture = %self.cp.name, file = %taken.name, reason = %fault.message, "waiting for a node; the file stays in inbound");
+                            self.cp.stats.released.inc();
+                            return Ok(());
+                        }
+                    }
+                };
+                if reply.kind == ReplyKind::Error {
+                    self.cp.stats.failed_operations.inc();
+                } else {
+                    self.cp.stats.answered.inc();
+                }
+                let bytes = Saved::write(&reply)?;
+                let k = key.clone();
+                self.blocking(move |s| match &remember {
+                    Some((ext, interaction)) => {
+                        s.record_submit(&k, i, &bytes, ext, interaction).map(drop)
+                    }
+                    None => s.record(&k, i, &bytes),
+                })
+                .await?;
+                replies.push(reply);
+            }
+            self.forget_wait(&key);
+            let stem = stem_of(&taken.name);
+            // Taken again after a crash: its replies document may have been
+            // written just before the crash; the same replies encode to the
+            // same bytes, so an identical document means it was.
+            let replayed = recorded.keys().any(|&i| i < done_marker);
+            match self.encode(vec![replies]).await {
+                Ok(doc) => {
+                    let (f, ext) = (
+                        self.finalizer.clone(),
+                        self.cp.codec.info().extension.clone(),
+                    );
+                    let dir = self.cp.directory.join(&self.cp.config.notification);
+                    tokio::task::spawn_blocking(move || {
+                        if replayed && already_written(&dir, &stem, &ext, &doc) {
+                            return Ok(());
+                        }
+                        f.write_notification(&stem, &ext, &doc).map(drop)
+                    })
+                    .await
+                    .context("the notification writer failed")?
+                    .context("write the replies into notification/")?;
+                }
+                Err(why) => {
+                    tracing::error!(capture = %self.cp.name, file = %taken.name, error = %why,
+                    "the replies could not be encoded; the file is finished without them")
+                }
+            }
+            let k = key.clone();
+            self.blocking(move |s| s.record(&k, done_marker, b"done"))
+                .await?;
+        }
+        let f = self.finalizer.clone();
+        let moved = tokio::task::spawn_blocking(move || f.processed(taken))
+            .await
+            .context("the mover failed")?;
+        moved.context("move the file to processed/")?;
+        self.cp.stats.processed.inc();
+        self.blocking(move |s| s.finish(&key)).await?;
+        Ok(())
+    }
+
+    /// Moves an item that cannot be read (or is refused whole) aside with
+    /// its reason.
+    fn refuse(&self, taken: Taken, reason: String) -> Result<()> {
+        tracing::warn!(capture = %self.cp.name, file = %taken.name, reason = %reason, "item refused; moved to error/");
+        self.finalizer
+            .failed(taken, &reason)
+            .context("move the file to error/")?;
+        self.cp.stats.errors.inc();
+        Ok(())
+    }
+
+    async fn run_op(&self, entry: Entry, correlation: String) -> Step {
+        match entry {
+            Entry::Bad(bad) => {
+                let fault = Fault::invalid(format!("{}: {}", bad.place, bad.description));
+                Step::Answer(
+                    Box::new(error_reply(&fault, bad.interaction_id, bad.external_id)),
+                    None,
+                )
+            }
+            Entry::Op(op) if op.kind == OpKind::Submit => self.submit(op, correlation).await,
+            Entry::Op(op) => self.follow(op, correlation).await,
+        }
+    }
+
+    async fn submit(&self, op: Operation, correlation: String) -> Step {
+        let Operation {
+            interaction_id,
+            external_id,
+            properties,
+            ..
+        } = op;
+        let mapped = match self.cp.mapper.map(&properties, &self.tenants) {
+            Ok(mapped) => mapped,
+            Err(fault) => {
+                return Step::Answer(
+                    Box::new(error_reply(&fault, interaction_id, external_id)),
+                    None,
+                );
+            }
+        };
+        if let Some(ext) = &external_id {
+            match self.lookup(ext).await {
+                Ok(Some(known)) => {
+                    let fault = Fault::new(
+                        FaultCode::InProgress,
+                        format!(
+                            "ExternalId '{ext}' was already submitted, as interaction '{}'",
+                            known.interaction_id
+                        ),
+                    );
+                    let mut reply = error_reply(&fault, Some(known.interaction_id), external_id);
+                    reply.tenant_id = Some(known.tenant);
+                    return Step::Answer(Box::new(reply), None);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    return Step::Wait(Fault::new(
+                        FaultCode::LostConnection,
+                        format!("the capture point's state cannot be read: {err:#}"),
+                    ));
+                }
+            }
+        }
+        let operation = node::Operation {
+            kind: OpKind::Submit,
+            capture_point: self.cp.name.to_string(),
+            tenant: mapped.tenant,
+            media_type: mapped.media_type.clone(),
+            queue: mapped.queue.clone(),
+            external_id: external_id.clone(),
+            interaction_id: None,
+            correlation_id: Some(correlation),
+            node_hint: None,
+            properties: mapped.properties,
+        };
+        match self.operate(operation).await {
+            Ok(done) => {
+                let remember = external_id.clone().map(|ext| {
+                    (
+                        ext,
+                        Interaction {
+                            interaction_id: done.interaction_id.clone(),
+                            node_id: done.node_id.clone(),
+                            tenant: mapped.tenant,
+                        },
+                    )
+                });
+                let reply = Reply {
+                    interaction_id: Some(done.interaction_id),
+                    external_id,
+                    tenant_id: Some(mapped.tenant),
+                    media_type: Some(mapped.media_type),
+                    queue: mapped.queue,
+                    ..Reply::new(ReplyKind::Submitted)
+                };
+                Step::Answer(Box::new(reply), remember)
+            }
+            Err(fault) if fault.cause == Cause::NodeUnavailable => Step::Wait(fault),
+            Err(fault) => Step::Answer(Box::new(error_reply(&fault, None, external_id)), None),
+        }
+    }
+
+    async fn follow(&self, op: Operation, correlation: String) -> Step {
+        let Operation {
+            kind,
+            interaction_id,
+            external_id,
+            properties,
+        } = op;
+        let known = match &external_id {
+            Some(ext) => match self.lookup(ext).await {
+                Ok(known) => known,
+                Err(err) => {
+                    return Step::Wait(Fault::new(
+                        FaultCode::LostConnection,
+                        format!("the capture point's state cannot be read: {err:#}"),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let id = match (&interaction_id, &known) {
+            (Some(id), _) => id.clone(),
+            (None, Some(known)) => known.interaction_id.clone(),
+            (None, None) => {
+                let fault = match &external_id {
+                    Some(ext) => Fault::new(
+                        FaultCode::NotAccessible,
+                        format!(
+                            "no interaction with ExternalId '{ext}' was submitted through capture point '{}'",
+                            self.cp.name
+                        ),
+                    ),
+                    None => Fault::invalid(format!(
+                        "{} needs an InteractionId or an ExternalId",
+                        kind.as_str()
+                    )),
+                };
+                return Step::Answer(Box::new(error_reply(&fault, None, external_id)), None);
+            }
+        };
+        let operation = node::Operation {
+            kind,
+            capture_point: self.cp.name.to_string(),
+            tenant: known.as_ref().map_or(0, |k| k.tenant),
+            media_type: String::new(),
+            queue: None,
+            external_id: external_id.clone(),
+            interaction_id: Some(id.clone()),
+            correlation_id: Some(correlation),
+            node_hint: known.as_ref().map(|k| k.node_id.clone()),
+            properties,
+        };
+        match self.operate(operation).await {
+            Ok(done) => {
+                let reply = Reply {
+                    interaction_id: Some(done.interaction_id),
+                    external_id,
+                    tenant_id: known.map(|k| k.tenant),
+                    properties: if kind == OpKind::GetInfo {
+                        done.properties
+                    } else {
+                        Kv::new()
+                    },
+                    ..Reply::new(reply_kind(kind))
+                };
+                Step::Answer(Box::new(reply), None)
+            }
+            Err(fault) if fault.cause == Cause::NodeUnavailable => Step::Wait(fault),
+            Err(fault) => Step::Answer(Box::new(error_reply(&fault, Some(id), external_id)), None),
+        }
+    }
+
+    async fn operate(&self, op: node::Operation) -> Result<node::OpDone, Fault> {
+        self.cp.stats.waiting.inc();
+        let result = self.nodes.operate(op).await;
+        self.cp.stats.waiting.dec();
+        result
+    }
+
+    async fn lookup(&self, ext: &str) -> Result<Option<Interaction>> {
+        let ext = ext.to_string();
+        self.blocking(move |s| s.lookup(&ext)).await
+    }
+
+    /// Runs a state call off the async workers (redb blocks on fsync).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&CaptureState) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || f(&state))
+            .await
+            .context("the state task failed")?
+    }
+
+    async fn encode(&self, docs: Vec<Vec<Reply>>) -> Result<Vec<u8>, String> {
+        match self.cp.codec.encode(docs).await {
+            Ok(mut docs) => docs.pop().unwrap_or_else(|| Err("no document".into())),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    /// Whether the item first waited for a node `node-wait-ms` ago or
+    /// longer (remembering now as its first wait if it never waited).
+    fn waited_enough(&self, key: &str) -> bool {
+        let mut waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = self.cp.config.node_wait();
+        if waits.len() >= MAX_WAITS {
+            waits.retain(|_, since| since.elapsed() < limit);
+        }
+        if waits.len() >= MAX_WAITS {
+            // Every remembered item waits still; this one has waited its
+            // share as far as anyone knows.
+            return true;
+        }
+        let since = waits.entry(key.to_string()).or_insert_with(Instant::now);
+        since.elapsed() >= limit
+    }
+
+    fn forget_wait(&self, key: &str) {
+        self.waits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    async fn notification(&self, n: Notification) {
+        let kind = match n.notification.as_str() {
+            "stopped" => ReplyKind::Stopped,
+            "changed" => ReplyKind::Changed,
+            "held" => ReplyKind::Held,
+            "resumed" => ReplyKind::Resumed,
+            other => {
+                tracing::warn!(capture = %self.cp.name, node = %n.node_id, notification = %crate::runtime::log::escape(other),
+                    "a notification of a kind capture points do not know; not written");
+                return;
+            }
+        };
+        let tenant = match &n.external_id {
+            Some(ext) => self.lookup(ext).await.ok().flatten().map(|k| k.tenant),
+            None => None,
+        };
+        let stem = format!("{}-{}", safe_name(&n.interaction_id), n.notification);
+        let reply = Reply {
+            interaction_id: Some(n.interaction_id),
+            external_id: n.external_id,
+            tenant_id: tenant,
+            properties: n.properties,
+            ..Reply::new(kind)
+        };
+        let doc = match self.encode(vec![vec![reply]]).await {
+            Ok(doc) => doc,
+            Err(why) => {
+                tracing::error!(capture = %self.cp.name, error = %why, "a notification could not be encoded; not written");
+                return;
+            }
+        };
+        let (f, ext) = (
+            self.finalizer.clone(),
+            self.cp.codec.info().extension.clone(),
+        );
+        match tokio::task::spawn_blocking(move || f.write_notification(&stem, &ext, &doc)).await {
+            Ok(Ok(_)) => {
+                self.cp.stats.notifications.inc();
+            }
+            Ok(Err(err)) => {
+                tracing::error!(capture = %self.cp.name, error = %err, "a notification could not be written")
+            }
+            Err(err) => {
+                tracing::error!(capture = %self.cp.name, error = %err, "the notification writer failed")
+            }
+        };
+    }
+}
+
+/// The reply for a fault.
+fn error_reply(
+    fault: &Fault,
+    interaction_id: Option<String>,
+    external_id: Option<String>,
+) -> Reply {
+    Reply {
+        interaction_id,
+        external_id,
+        code: Some(i32::from(fault.code.as_u16())),
+        description: Some(fault.message.clone()),
+        ..Reply::new(ReplyKind::Error)
+    }
+}
+
+fn reply_kind(kind: OpKind) -> ReplyKind {
+    match kind {
+        OpKind::Submit => ReplyKind::Submitted,
+        OpKind::Update => ReplyKind::Changed,
+        OpKind::Hold => ReplyKind::Held,
+        OpKind::Resume => ReplyKind::Resumed,
+        OpKind::Stop => ReplyKind::Stopped,
+        OpKind::GetInfo => ReplyKind::Info,
+    }
+}
+
+/// The file name without its last extension: the replies to `order.xml`
+/// are written as `order.<codec extension>`.
+fn stem_of(name: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+        _ => name.to_string(),
+    }
+}
+
+/// Whether `dir` holds `stem.ext` (or `stem.N.ext`, as the file adapter
+/// names them) with exactly `doc` in it.
+fn already_written(dir: &Path, stem: &str, ext: &str, doc: &[u8]) -> bool {
+    (0..100).any(|n| {
+        let name = if n == 0 {
+            format!("{stem}.{ext}")
+        } else {
+            format!("{stem}.{n}.{ext}")
+        };
+        std::fs::read(dir.join(name)).is_ok_and(|bytes| bytes == doc)
+    })
+}
+
+/// A node's interaction id made safe as part of a file name.
+fn safe_name(text: &str) -> String {
+    text.chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A reply as the journal keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interaction_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default)]
+    properties: Kv,
+}
+
+const KINDS: [(ReplyKind, &str); 7] = [
+    (ReplyKind::Submitted, "submitted"),
+    (ReplyKind::Changed, "changed"),
+    (ReplyKind::Held, "held"),
+    (ReplyKind::Resumed, "resumed"),
+    (ReplyKind::Stopped, "stopped"),
+    (ReplyKind::Info, "info"),
+    (ReplyKind::Error, "error"),
+];
+
+impl Saved {
+    fn write(reply: &Reply) -> Result<Vec<u8>> {
+        let kind = KINDS
+            .iter()
+            .find(|(k, _)| *k == reply.kind)
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_default();
+        let saved = Saved {
+            kind,
+            interaction_id: reply.interaction_id.clone(),
+            external_id: reply.external_id.clone(),
+            tenant_id: reply.tenant_id,
+            media_type: reply.media_type.clone(),
+            queue: reply.queue.clone(),
+            code: reply.code,
+            description: reply.description.clone(),
+            properties: reply.properties.clone(),
+        };
+        Ok(serde_json::to_vec(&saved)?)
+    }
+
+    fn read(bytes: &[u8]) -> Result<Reply> {
+        let saved: Saved = serde_json::from_slice(bytes).context("a journaled reply")?;
+        let kind = KINDS
+            .iter()
+            .find(|(_, n)| *n == saved.kind)
+            .map(|(k, _)| *k)
+            .with_context(|| format!("a journaled reply of unknown kind '{}'", saved.kind))?;
+        Ok(Reply {
+            kind,
+            interaction_id: saved.interaction_id,
+            external_id: saved.external_id,
+            tenant_id: saved.tenant_id,
+            media_type: saved.media_type,
+            queue: saved.queue,
+            code: saved.code,
+            description: saved.description,
+            properties: saved.properties,
+        })
+    }
+}

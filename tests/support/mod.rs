@@ -1,0 +1,136 @@
+//! What the end-to-end scenarios in the top-level `tests/` share: the `wasp` binary built and run as
+//! a child process (its stderr kept for a failure's message), and waiting
+//! on folders.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `wasp` binary of this build: these scenarios are test targets of
+/// the `wasp` package (host/Cargo.toml points at them), so cargo builds
+/// the binary for them.
+pub fn wasp_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_wasp"))
+}
+
+/// A running `wasp run`.
+pub struct Wasp {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    stderr: PathBuf,
+}
+
+impl Wasp {
+    /// Runs `wasp run <config> --listen <listen> --data-dir <data_dir>`
+    /// and waits until it listens. `listen` may have port 0.
+    pub async fn start(config: &Path, listen: &str, data_dir: &Path) -> Result<Wasp> {
+        let stderr = data_dir.with_extension(format!(
+            "stderr.{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos()
+        ));
+        let mut child = Command::new(wasp_bin())
+            .arg("run")
+            .arg(config)
+            .args(["--listen", listen])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("WASP_CACHE_DIR", cache_dir())
+            .env("RUST_LOG", "info,wasmtime=warn,cranelift=warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr)?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn wasp")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let found = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("wasp listening on ") {
+                    return Ok::<_, anyhow::Error>(Some(url.trim().to_string()));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+        let url = match found {
+            Ok(Ok(Some(url))) => url,
+            other => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                bail!(
+                    "wasp did not start ({other:?}); its stderr:\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+        };
+        // Keep reading stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = url
+            .trim_start_matches("http://")
+            .parse()
+            .context("the listening address")?;
+        Ok(Wasp {
+            child,
+            url,
+            addr,
+            stderr,
+        })
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to finish anything.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A compile cache shared by the scenarios of one test run (never the
+/// user's).
+pub fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join("wasp-e2e-cache")
+}
+
+/// Waits (polling every 20 ms, at most `within`) until `ready` gives a
+/// value; on timeout the error names `what`.
+pub async fn until<T>(
+    what: &str,
+    within: Duration,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = ready() {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("never happened within {within:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Names of the regular files in `dir`, sorted (none if it is missing).
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
