@@ -45,6 +45,16 @@ impl std::fmt::Debug for Generation {
     }
 }
 
+impl Drop for Generation {
+    /// A generation that is no longer used stops its capture points (their
+    /// tasks hold the capture point, not the generation).
+    fn drop(&mut self) {
+        for cp in self.captures.values() {
+            cp.stop();
+        }
+    }
+}
+
 /// Every problem found while starting clusters, one per line.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.join("\n"))]

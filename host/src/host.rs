@@ -200,4 +200,30 @@ mod tests {
             assert!(kv.get("Text").is_some(), "{kv:?}");
         }
     }
+
+    /// Replacing a generation stops its capture points (and so frees their
+    /// state files for the next one), while the host and its node
+    /// sessions go on.
+    #[tokio::test]
+    async fn a_replaced_generation_stops_its_capture_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "data-dir = \"data\"\n[runtime]\nno-cache = true\n\
+                    [[tenants]]\nid = 101\nname = \"T\"\n\
+                    [captures.orders]\nadapter = \"file\"\ndefault-values = { TenantId = 101 }\n";
+        let config = Config::parse(text, dir.path()).unwrap();
+        let host = Host::start(config).await.unwrap();
+        let orders = host.current().captures["orders"].clone();
+        assert!(dir.path().join("data/orders/inbound").is_dir());
+        assert!(!orders.stopped().is_cancelled());
+        let next = Generation::build(
+            echo_config(1),
+            &host.runtime,
+            &host.metrics,
+            store::Open::MemoryOnly,
+        )
+        .await
+        .unwrap();
+        drop(host.install(next));
+        assert!(orders.stopped().is_cancelled());
+    }
 }

@@ -77,12 +77,6 @@ impl std::fmt::Debug for CapturePoint {
     }
 }
 
-impl Drop for CapturePoint {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
 /// A capture point's counters, kept in its Prometheus series.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -234,6 +228,11 @@ impl CapturePoint {
     /// Cancelled when the capture point stops.
     pub(crate) fn stopped(&self) -> &CancellationToken {
         &self.stop
+    }
+
+    /// Stops taking items; items in flight finish or stay in the source.
+    pub fn stop(&self) {
+        self.stop.cancel();
     }
 
     /// Its figures now.
