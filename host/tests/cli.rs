@@ -43,6 +43,33 @@ fn check_accepts_the_demo() {
     assert!(stdout.contains("OK"), "{stdout}");
 }
 
+/// `wasp check` builds the demo's capture point (its codec loads) but
+/// touches no folder: nothing is created where it would keep its files.
+#[test]
+fn check_builds_capture_points_without_touching_their_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wasp()
+        .current_dir(dir.path())
+        .arg("check")
+        .arg(demo())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("capture point orders: file adapter, codec genesys-xml"),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("wasp-data").exists(),
+        "check created the data directory"
+    );
+}
+
 #[test]
 fn logs_are_json_lines_on_request_and_plain_text_in_a_file() {
     let out = wasp()

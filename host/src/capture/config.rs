@@ -255,3 +255,77 @@ impl CaptureConfig {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const TENANTS: &str = "[[tenants]]\nid = 101\nname = \"T\"\n";
+
+    fn problems(section: &str) -> String {
+        Config::parse(&format!("{TENANTS}{section}"), Path::new("."))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_good_capture_point_parses_with_its_defaults() {
+        let config = Config::parse(
+            &format!(
+                "{TENANTS}[captures.orders]\nadapter = \"file\"\n\
+                 default-values = {{ TenantId = 101 }}\n"
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        let c = &config.captures["orders"];
+        assert_eq!(c.codec, "builtin:genesys-xml");
+        assert_eq!(c.max_in_flight, 16);
+        assert_eq!(
+            c.directory("orders", Path::new("/data")),
+            Path::new("/data/orders")
+        );
+        assert_eq!(
+            config.data_dir(),
+            Path::new(crate::config::DEFAULT_DATA_DIR)
+        );
+    }
+
+    #[test]
+    fn every_problem_of_a_capture_point_is_reported_with_its_place() {
+        let all = problems(
+            "[captures.\"bad name\"]\nadapter = \"file\"\ncodec = \"builtin:nope\"\n\
+             pattern = \"[\"\nprocessed = \"inbound\"\nbatch = 0\nmax-operations = 100000\n\
+             rules = [{ property = \"A..B\", equals = \"x\", tenant = 999 },\n\
+                      { property = \"A\", equals = \"x\", matches = \"y\", tenant = 101 },\n\
+                      { property = \"A\", matches = \"(\", tenant = 101 }]\n\
+             default-values = { TenantId = 555 }\n\
+             [captures.\"bad name\".state]\nmax-external-ids = 0\n",
+        );
+        for expected in [
+            "captures.bad name: capture point names may use",
+            "captures.bad name.codec: no builtin component 'nope'",
+            "captures.bad name.pattern:",
+            "the folder 'inbound' is given for two purposes",
+            "captures.bad name.batch: 0 is outside 1..=1000",
+            "captures.bad name.max-operations: 100000 is outside 1..=99999",
+            "captures.bad name.rules[0].property",
+            "captures.bad name.rules[0].tenant: tenant 999",
+            "captures.bad name.rules[1]: give exactly one of equals and matches",
+            "captures.bad name.rules[2].matches:",
+            "captures.bad name.default-values.TenantId: tenant 555",
+            "captures.bad name.state.max-external-ids",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_adapter_or_field_is_refused_with_its_line() {
+        let all = problems("[captures.orders]\nadapter = \"ftp\"\n");
+        assert!(all.contains("ftp") && all.contains("line"), "{all}");
+        let all = problems("[captures.orders]\nadapter = \"file\"\ninbox = \"x\"\n");
+        assert!(all.contains("inbox") && all.contains("line"), "{all}");
+    }
+}
