@@ -243,10 +243,13 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn run_serves_the_demo_and_prints_where_and_what_to_try() {
+    let data = tempfile::tempdir().unwrap();
     let mut child = wasp()
         .arg("run")
         .arg(demo())
         .args(["--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

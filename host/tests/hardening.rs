@@ -580,6 +580,7 @@ async fn request_bodies_held_at_once_are_bounded() {
         .await
         .unwrap();
     // Another large body does not fit beside it: refused at once, counted.
+    let mut tries = 0;
     let refused = loop {
         let (status, _, answer) = served.post_raw("chaos", body(700_000)).await;
         if status == 503 {
@@ -587,6 +588,11 @@ async fn request_bodies_held_at_once_are_bounded() {
         }
         // The slow request's head may not have been read yet.
         assert_eq!(status, 200, "{answer}");
+        tries += 1;
+        assert!(
+            tries < 1_000,
+            "1 000 large bodies fitted beside the slow one: its body never held the budget"
+        );
         tokio::task::yield_now().await;
     };
     assert_fault_says(503, &refused, 503, 3003, "server.max-inflight-body-mb");

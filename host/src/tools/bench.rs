@@ -35,6 +35,18 @@ use crate::tools::node_sim::{Pacer, percentile_ms};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
+    /// What to measure: `esp` (ESP over HTTP: native vs pooled vs
+    /// per-request) or `capture` (the file capture point: the Wasm codec
+    /// vs the same parse native, and files end to end).
+    #[arg(value_enum, default_value_t = Bench::Esp)]
+    pub what: Bench,
+    /// `capture`: files dropped for the end-to-end run.
+    #[arg(long, default_value_t = 2000)]
+    pub files: usize,
+    /// `capture`: a build of the genesys-xml codec to measure instead of
+    /// the bundled one (e.g. one with symbols, for a profiler).
+    #[arg(long)]
+    pub codec: Option<std::path::PathBuf>,
     /// Seconds of load per measurement.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
@@ -61,7 +73,22 @@ const ECHO_PATH: &str = "/v1/esp/echo";
 /// The request every target answers.
 const BODY: &str = r#"{"ReferenceId":42,"Request":{"Service":"Echo","Method":"Echo","Version":"1.0","TenantId":101,"Parameters":{"To":"+14155550100","From":"+14155550199","Document":"Quarterly report, page 1 of 3","Pages":3,"Options":{"Resolution":"fine","Retry":2}}},"UserData":{"StrategyId":"s-7"}}"#;
 
+/// The benchmarks `wasp bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bench {
+    Esp,
+    Capture,
+}
+
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.what == Bench::Capture {
+        return super::bench_capture::run(super::bench_capture::CaptureBench {
+            rounds: args.rounds.max(5),
+            files: args.files,
+            codec: args.codec.clone(),
+        })
+        .await;
+    }
     if args.serve {
         return serve_targets(&args).await;
     }
@@ -528,7 +555,7 @@ struct Target {
 
 /// CPU time used so far by every thread of process `pid` (`self` for this
 /// one), from `/proc/<pid>/task/*/schedstat` (Linux); `None` elsewhere.
-fn cpu_time(pid: &str) -> Option<Duration> {
+pub(crate) fn cpu_time(pid: &str) -> Option<Duration> {
     let mut total = 0u64;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
@@ -570,7 +597,7 @@ async fn connection(
 }
 
 /// The machine the figures come from.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

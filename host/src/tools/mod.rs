@@ -5,8 +5,11 @@
 //! - [`node_sim`]: a reference Interaction Server node (`wasp node-sim`),
 //!   also embedded by the demo and used by tests and the bench.
 //! - [`bench`]: the load generator behind `wasp bench`.
+//! - [`bench_capture`]: `wasp bench capture`: the codec in Wasm vs native,
+//!   and files through a capture point end to end.
 //! - [`demo`]: the demo's mock SMS, fax and IM gateways and social APIs.
 
 pub mod bench;
+pub mod bench_capture;
 pub mod demo;
 pub mod node_sim;
