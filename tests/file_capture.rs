@@ -121,10 +121,14 @@ impl Scenario {
         Sim::spawn(sim_args(&self.wasp, node_id, tenants))
     }
 
-    /// Waits until `name` is in processed/; fails with wasp's stderr.
+    /// Waits until `name` moved to processed/ (there, and gone from
+    /// inbound/: a move links first, then unlinks); fails with wasp's
+    /// stderr.
     async fn processed(&self, name: &str) {
         let found = until(&format!("{name} in processed/"), PATIENCE, || {
-            self.folders.processed.join(name).is_file().then_some(())
+            (self.folders.processed.join(name).is_file()
+                && !self.folders.inbound.join(name).exists())
+            .then_some(())
         })
         .await;
         if let Err(e) = found {
@@ -349,7 +353,7 @@ async fn hostile_files_go_to_error_with_a_reason_memory_stays_bounded_and_the_ne
     ];
     let error_files = until("five files in error/ with reasons", PATIENCE, || {
         let names = files(&s.folders.error);
-        (names.len() == 10).then_some(names)
+        (names.len() == 10 && files(&s.folders.inbound).is_empty()).then_some(names)
     })
     .await
     .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", files(&s.folders.error), s.wasp.stderr()));
@@ -393,7 +397,8 @@ async fn a_thousand_files_dropped_at_once_are_each_processed_exactly_once() {
         std::fs::rename(s.folders.staging.join(&name), s.folders.inbound.join(&name)).unwrap();
     }
     let done = until("1000 files in processed/", PATIENCE, || {
-        (files(&s.folders.processed).len() >= N).then_some(())
+        (files(&s.folders.processed).len() >= N && files(&s.folders.inbound).is_empty())
+            .then_some(())
     })
     .await;
     if let Err(e) = done {
