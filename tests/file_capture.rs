@@ -232,6 +232,23 @@ async fn six_operations_get_six_replies_in_order_and_the_file_is_processed() {
     assert_eq!(captures[0]["Name"], "orders");
     assert_eq!(captures[0]["Processed"], 1);
     assert_eq!(captures[0]["Operations"], 6);
+
+    // The same ExternalId submitted again: answered as already submitted,
+    // naming the interaction it is; no second interaction.
+    let again = r#"<interaction operation="submit" ExternalId="ord-90"><properties><Subject>Again</Subject></properties></interaction>"#;
+    s.folders.drop_file("again.xml", again.as_bytes());
+    s.processed("again.xml").await;
+    let r = replies(&s.folders.notification.join("again.xml"));
+    assert_eq!(kinds(&r), ["error"]);
+    assert_eq!(r[0].code, Some(2004), "{r:?}");
+    assert_eq!(r[0].interaction_id.as_deref(), Some(id.as_str()));
+    assert!(
+        r[0].description
+            .as_deref()
+            .unwrap_or_default()
+            .contains("already submitted"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,8 +1,11 @@
-//! # wasp — a WebAssembly-pluggable ESP gateway
+//! # wasp — a WebAssembly-pluggable ESP gateway and capture-point host
 //!
 //! Interaction Server nodes send ESP requests (`Request3rdServer`); wasp
 //! routes each to a named **Application Cluster** whose instances are
 //! sandboxed Wasm components of one service type, so fax and IM never mix.
+//! **Capture points** take interactions in (files today), read them with
+//! a sandboxed codec component, and hand each to the node serving its
+//! tenant.
 //!
 //! ```text
 //!  POST /v1/esp/{cluster}          esp::http      thin handler
@@ -15,32 +18,46 @@
 //!        │                                        epoch deadlines, disk cache
 //!        ▼
 //!  Event3rdServerResponse / Event3rdServerFault
+//!
+//!  inbound/*.xml                   capture::file      watch + rescan, settle, bounds
+//!        │ batch                   runtime::codec     decode in the sandbox
+//!        ▼                         capture::pipeline  journal replay, tenant::TenantMapper,
+//!  node::Nodes::operate ──► node session ──► Interaction Server node
+//!        │ answers (journaled in capture::state)
+//!        ▼
+//!  notification/*.xml, then the file ──► processed/   (unreadable: error/ + .reason)
 //! ```
+//!
+//! Two lifetimes: [`Host`] is the process (runtime and its instance pool,
+//! node sessions, metrics, listener settings); a [`Generation`] is one
+//! loaded config (tenants, tokens, clusters, capture points), held behind
+//! one atomic pointer so that installing another one never drops a node
+//! session. Every request holds the generation it started on.
 //!
 //! Module by module:
 //! - [`host`]: what lives as long as the process (runtime, node sessions,
 //!   metrics, listener settings) and the current generation behind one
 //!   atomic pointer.
-//! - [`generation`]: one loaded config (tenants, tokens, clusters), built
-//!   whole; each request holds the one it started on.
+//! - [`generation`]: one loaded config (tenants, tokens, clusters, capture
+//!   points), built whole; each request holds the one it started on.
 //! - [`fault`]: fault codes and faults without transport; HTTP, node frames
 //!   and capture outputs each map them.
 //! - [`config`]: TOML, validated as a whole before anything starts.
 //! - [`kv`]: Genesys KV lists ⇄ JSON ⇄ the WIT arena.
-//! - [`runtime`]: engine, linker, component cache, instances, limits.
+//! - [`runtime`]: engine, linker, component cache, instances, limits; the
+//!   two worlds it serves: ESP services and capture codecs (`runtime::codec`).
 //! - [`cluster`]: Application Clusters and the balancer.
 //! - [`esp`]: the ESP ingress; `esp::http::status_of` maps faults to HTTP.
 //! - [`admin`]: health, readiness, metrics, admin API.
 //! - [`auth`]: bearer tokens and roles.
 //! - [`tenant`]: tenants, the one lookup by id or name, capture points'
 //!   tenant mapping.
-//! - [`capture`]: capture points: their state across restarts.
 //! - [`listener`]: the HTTP listener: connection cap and timeouts.
 //! - [`loopback`]: without tokens, keeps web pages out (Host, Origin,
 //!   Content-Type).
 //! - [`node`]: Interaction Server node sessions, the node router.
-//! - [`capture`]: capture points (adapters that take work items in from
-//!   outside, such as files in a watched directory).
+//! - [`capture`]: capture points: config, the file adapter, the pipeline
+//!   (decode → tenant → node → finalize), their persisted state.
 //! - [`tools`]: clients outside the core: node-sim, the bench, the demo's
 //!   mock peers.
 
