@@ -207,24 +207,24 @@ async fn six_operations_get_six_replies_in_order_and_the_file_is_processed() {
     let s = Scenario::start(EMBEDDED_NODE).await;
     s.folders.drop_file("life.xml", LIFECYCLE.as_bytes());
     s.processed("life.xml").await;
-    let replies = replies(&s.folders.notification.join("life.xml"));
+    let life = replies(&s.folders.notification.join("life.xml"));
     assert_eq!(
-        kinds(&replies),
+        kinds(&life),
         ["submitted", "changed", "held", "resumed", "info", "stopped"]
     );
-    let id = replies[0].interaction_id.clone().expect("an InteractionId");
-    for r in &replies {
+    let id = life[0].interaction_id.clone().expect("an InteractionId");
+    for r in &life {
         assert_eq!(r.interaction_id.as_deref(), Some(id.as_str()));
         assert_eq!(r.external_id.as_deref(), Some("ord-90"));
         assert_eq!(r.tenant_id, Some(101));
     }
     // GetInfo carries the interaction's properties as updated.
-    let amount = replies[4].properties.get("Amount");
+    let amount = life[4].properties.get("Amount");
     assert_eq!(
         amount,
         Some(&genesys_xml::wasp_codec_sdk::Value::Int(95)),
         "{:?}",
-        replies[4].properties
+        life[4].properties
     );
     assert!(files(&s.folders.inbound).is_empty());
     assert!(files(&s.folders.error).is_empty());
