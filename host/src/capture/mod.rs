@@ -23,7 +23,9 @@
 //! - [`file`](mod@file): the file adapter (folders, watching, moves).
 //! - [`state`]: the capture point's persisted state: ExternalIds and the
 //!   journal of answered operations.
-//! - [`pipeline`]: what runs while a capture point is started.
+//! - [`runner`]: running one operation, whatever the adapter: tenant,
+//!   ExternalId, node, reply.
+//! - [`pipeline`]: what runs while a file capture point is started.
 //!
 //! A capture point belongs to a [`Generation`](crate::Generation): it is
 //! built (codec loaded, rules compiled) with it, started once that
@@ -32,6 +34,7 @@
 pub mod config;
 pub mod file;
 pub mod pipeline;
+pub mod runner;
 pub mod state;
 
 use std::path::PathBuf;

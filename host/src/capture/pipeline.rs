@@ -35,12 +35,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::CapturePoint;
 use super::file::{FileConfig, FileSource, Finalizer, Taken};
-use super::state::{CaptureState, Interaction};
-use crate::fault::{Cause, Fault, FaultCode};
+use super::runner::{Runner, Step, error_reply};
+use super::state::CaptureState;
 use crate::kv::Kv;
-use crate::node::frames::OpKind;
-use crate::node::{self, Nodes, Notification};
-use crate::runtime::codec::{Entry, Operation, RawItem, Reply, ReplyKind};
+use crate::node::{Nodes, Notification};
+use crate::runtime::codec::{Entry, RawItem, Reply, ReplyKind};
 use crate::tenant::TenantConfig;
 
 /// Where an item's journal keeps its attempt id (beyond any operation
@@ -51,13 +50,10 @@ const ATTEMPT: usize = 1_000_000;
 /// it, those that waited longer than `node-wait-ms` are forgotten.
 const MAX_WAITS: usize = 10_000;
 
-/// Everything the running pipeline of one capture point needs (and
-/// nothing of the generation or the host beyond it).
+/// The file pipeline of one capture point.
 struct Worker {
+    runner: Runner,
     cp: Arc<CapturePoint>,
-    nodes: Arc<Nodes>,
-    tenants: Arc<[TenantConfig]>,
-    state: Arc<CaptureState>,
     finalizer: Finalizer,
     /// Item key → when it first waited for a node.
     waits: Mutex<HashMap<String, Instant>>,
@@ -104,10 +100,8 @@ pub(crate) fn start_file(
     let batch = c.batch;
     let name = cp.name.clone();
     let worker = Arc::new(Worker {
+        runner: Runner::new(cp.clone(), nodes, tenants, state),
         cp,
-        nodes,
-        tenants,
-        state,
         finalizer: finalizer.clone(),
         waits: Mutex::new(HashMap::new()),
     });
@@ -182,15 +176,6 @@ fn item_key(name: &str, bytes: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What one operation came to.
-enum Step {
-    /// Answered: the reply, and for a submit with an ExternalId what to
-    /// remember of it.
-    Answer(Box<Reply>, Option<(String, Interaction)>),
-    /// No node can take it now; try the item again later.
-    Wait(Fault),
-}
-
 impl Worker {
     async fn run_batch(self: Arc<Self>, batch: Vec<Taken>) {
         let items: Vec<RawItem> = batch
@@ -254,7 +239,7 @@ impl Worker {
         // to leave its source.
         let done_marker = entries.len();
         let k = key.clone();
-        let recorded = self.blocking(move |s| s.recorded(&k)).await?;
+        let recorded = self.runner.blocking(move |s| s.recorded(&k)).await?;
         // The item's attempt id makes its operations' CorrelationIds: the
         // same after a restart (a node that already did an operation can
         // tell), different for the same file dropped again later.
@@ -263,7 +248,8 @@ impl Worker {
             None => {
                 let id = format!("{:016x}", rand::random::<u64>());
                 let (k, bytes) = (key.clone(), id.clone().into_bytes());
-                self.blocking(move |s| s.record(&k, ATTEMPT, &bytes))
+                self.runner
+                    .blocking(move |s| s.record(&k, ATTEMPT, &bytes))
                     .await?;
                 id
             }
@@ -276,7 +262,7 @@ impl Worker {
                     continue;
                 }
                 let correlation = format!("{}:{attempt}:{i}", self.cp.name);
-                let (reply, remember) = match self.run_op(entry, correlation).await {
+                let (reply, remember) = match self.runner.run_op(entry, correlation).await {
                     Step::Answer(reply, remember) => (*reply, remember),
                     Step::Wait(fault) => {
                         if self.waited_enough(&key) {
@@ -295,13 +281,14 @@ impl Worker {
                 }
                 let bytes = Saved::write(&reply)?;
                 let k = key.clone();
-                self.blocking(move |s| match &remember {
-                    Some((ext, interaction)) => {
-                        s.record_submit(&k, i, &bytes, ext, interaction).map(drop)
-                    }
-                    None => s.record(&k, i, &bytes),
-                })
-                .await?;
+                self.runner
+                    .blocking(move |s| match &remember {
+                        Some((ext, interaction)) => {
+                            s.record_submit(&k, i, &bytes, ext, interaction).map(drop)
+                        }
+                        None => s.record(&k, i, &bytes),
+                    })
+                    .await?;
                 replies.push(reply);
             }
             self.forget_wait(&key);
@@ -310,7 +297,7 @@ impl Worker {
             // written just before the crash; the same replies encode to the
             // same bytes, so an identical document means it was.
             let replayed = recorded.keys().any(|&i| i < done_marker);
-            match self.encode(vec![replies]).await {
+            match self.runner.encode(vec![replies]).await {
                 Ok(doc) => {
                     let (f, ext) = (
                         self.finalizer.clone(),
@@ -333,7 +320,8 @@ impl Worker {
                 }
             }
             let k = key.clone();
-            self.blocking(move |s| s.record(&k, done_marker, b"done"))
+            self.runner
+                .blocking(move |s| s.record(&k, done_marker, b"done"))
                 .await?;
         }
         let f = self.finalizer.clone();
@@ -342,7 +330,7 @@ impl Worker {
             .context("the mover failed")?;
         moved.context("move the file to processed/")?;
         self.cp.stats.processed.inc();
-        self.blocking(move |s| s.finish(&key)).await?;
+        self.runner.blocking(move |s| s.finish(&key)).await?;
         Ok(())
     }
 
@@ -355,199 +343,6 @@ impl Worker {
             .context("move the file to error/")?;
         self.cp.stats.errors.inc();
         Ok(())
-    }
-
-    async fn run_op(&self, entry: Entry, correlation: String) -> Step {
-        match entry {
-            Entry::Bad(bad) => {
-                let fault = Fault::invalid(format!("{}: {}", bad.place, bad.description));
-                Step::Answer(
-                    Box::new(error_reply(&fault, bad.interaction_id, bad.external_id)),
-                    None,
-                )
-            }
-            Entry::Op(op) if op.kind == OpKind::Submit => self.submit(op, correlation).await,
-            Entry::Op(op) => self.follow(op, correlation).await,
-        }
-    }
-
-    async fn submit(&self, op: Operation, correlation: String) -> Step {
-        let Operation {
-            interaction_id,
-            external_id,
-            properties,
-            ..
-        } = op;
-        let mapped = match self.cp.mapper.map(&properties, &self.tenants) {
-            Ok(mapped) => mapped,
-            Err(fault) => {
-                return Step::Answer(
-                    Box::new(error_reply(&fault, interaction_id, external_id)),
-                    None,
-                );
-            }
-        };
-        if let Some(ext) = &external_id {
-            match self.lookup(ext).await {
-                Ok(Some(known)) => {
-                    let fault = Fault::new(
-                        FaultCode::InProgress,
-                        format!(
-                            "ExternalId '{ext}' was already submitted, as interaction '{}'",
-                            known.interaction_id
-                        ),
-                    );
-                    let mut reply = error_reply(&fault, Some(known.interaction_id), external_id);
-                    reply.tenant_id = Some(known.tenant);
-                    return Step::Answer(Box::new(reply), None);
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    return Step::Wait(Fault::new(
-                        FaultCode::LostConnection,
-                        format!("the capture point's state cannot be read: {err:#}"),
-                    ));
-                }
-            }
-        }
-        let operation = node::Operation {
-            kind: OpKind::Submit,
-            capture_point: self.cp.name.to_string(),
-            tenant: mapped.tenant,
-            media_type: mapped.media_type.clone(),
-            queue: mapped.queue.clone(),
-            external_id: external_id.clone(),
-            interaction_id: None,
-            correlation_id: Some(correlation),
-            node_hint: None,
-            properties: mapped.properties,
-        };
-        match self.operate(operation).await {
-            Ok(done) => {
-                let remember = external_id.clone().map(|ext| {
-                    (
-                        ext,
-                        Interaction {
-                            interaction_id: done.interaction_id.clone(),
-                            node_id: done.node_id.clone(),
-                            tenant: mapped.tenant,
-                        },
-                    )
-                });
-                let reply = Reply {
-                    interaction_id: Some(done.interaction_id),
-                    external_id,
-                    tenant_id: Some(mapped.tenant),
-                    media_type: Some(mapped.media_type),
-                    queue: mapped.queue,
-                    ..Reply::new(ReplyKind::Submitted)
-                };
-                Step::Answer(Box::new(reply), remember)
-            }
-            Err(fault) if fault.cause == Cause::NodeUnavailable => Step::Wait(fault),
-            Err(fault) => Step::Answer(Box::new(error_reply(&fault, None, external_id)), None),
-        }
-    }
-
-    async fn follow(&self, op: Operation, correlation: String) -> Step {
-        let Operation {
-            kind,
-            interaction_id,
-            external_id,
-            properties,
-        } = op;
-        let known = match &external_id {
-            Some(ext) => match self.lookup(ext).await {
-                Ok(known) => known,
-                Err(err) => {
-                    return Step::Wait(Fault::new(
-                        FaultCode::LostConnection,
-                        format!("the capture point's state cannot be read: {err:#}"),
-                    ));
-                }
-            },
-            None => None,
-        };
-        let id = match (&interaction_id, &known) {
-            (Some(id), _) => id.clone(),
-            (None, Some(known)) => known.interaction_id.clone(),
-            (None, None) => {
-                let fault = match &external_id {
-                    Some(ext) => Fault::new(
-                        FaultCode::NotAccessible,
-                        format!(
-                            "no interaction with ExternalId '{ext}' was submitted through capture point '{}'",
-                            self.cp.name
-                        ),
-                    ),
-                    None => Fault::invalid(format!(
-                        "{} needs an InteractionId or an ExternalId",
-                        kind.as_str()
-                    )),
-                };
-                return Step::Answer(Box::new(error_reply(&fault, None, external_id)), None);
-            }
-        };
-        let operation = node::Operation {
-            kind,
-            capture_point: self.cp.name.to_string(),
-            tenant: known.as_ref().map_or(0, |k| k.tenant),
-            media_type: String::new(),
-            queue: None,
-            external_id: external_id.clone(),
-            interaction_id: Some(id.clone()),
-            correlation_id: Some(correlation),
-            node_hint: known.as_ref().map(|k| k.node_id.clone()),
-            properties,
-        };
-        match self.operate(operation).await {
-            Ok(done) => {
-                let reply = Reply {
-                    interaction_id: Some(done.interaction_id),
-                    external_id,
-                    tenant_id: known.map(|k| k.tenant),
-                    properties: if kind == OpKind::GetInfo {
-                        done.properties
-                    } else {
-                        Kv::new()
-                    },
-                    ..Reply::new(reply_kind(kind))
-                };
-                Step::Answer(Box::new(reply), None)
-            }
-            Err(fault) if fault.cause == Cause::NodeUnavailable => Step::Wait(fault),
-            Err(fault) => Step::Answer(Box::new(error_reply(&fault, Some(id), external_id)), None),
-        }
-    }
-
-    async fn operate(&self, op: node::Operation) -> Result<node::OpDone, Fault> {
-        self.cp.stats.waiting.inc();
-        let result = self.nodes.operate(op).await;
-        self.cp.stats.waiting.dec();
-        result
-    }
-
-    async fn lookup(&self, ext: &str) -> Result<Option<Interaction>> {
-        let ext = ext.to_string();
-        self.blocking(move |s| s.lookup(&ext)).await
-    }
-
-    /// Runs a state call off the async workers (redb blocks on fsync).
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&CaptureState) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let state = self.state.clone();
-        tokio::task::spawn_blocking(move || f(&state))
-            .await
-            .context("the state task failed")?
-    }
-
-    async fn encode(&self, docs: Vec<Vec<Reply>>) -> Result<Vec<u8>, String> {
-        match self.cp.codec.encode(docs).await {
-            Ok(mut docs) => docs.pop().unwrap_or_else(|| Err("no document".into())),
-            Err(err) => Err(err.to_string()),
-        }
     }
 
     /// Whether the item first waited for a node `node-wait-ms` ago or
@@ -575,30 +370,11 @@ impl Worker {
     }
 
     async fn notification(&self, n: Notification) {
-        let kind = match n.notification.as_str() {
-            "stopped" => ReplyKind::Stopped,
-            "changed" => ReplyKind::Changed,
-            "held" => ReplyKind::Held,
-            "resumed" => ReplyKind::Resumed,
-            other => {
-                tracing::warn!(capture = %self.cp.name, node = %n.node_id, notification = %crate::runtime::log::escape(other),
-                    "a notification of a kind capture points do not know; not written");
-                return;
-            }
-        };
-        let tenant = match &n.external_id {
-            Some(ext) => self.lookup(ext).await.ok().flatten().map(|k| k.tenant),
-            None => None,
-        };
         let stem = format!("{}-{}", safe_name(&n.interaction_id), n.notification);
-        let reply = Reply {
-            interaction_id: Some(n.interaction_id),
-            external_id: n.external_id,
-            tenant_id: tenant,
-            properties: n.properties,
-            ..Reply::new(kind)
+        let Some(reply) = self.runner.notification_reply(n).await else {
+            return;
         };
-        let doc = match self.encode(vec![vec![reply]]).await {
+        let doc = match self.runner.encode(vec![vec![reply]]).await {
             Ok(doc) => doc,
             Err(why) => {
                 tracing::error!(capture = %self.cp.name, error = %why, "a notification could not be encoded; not written");
@@ -620,32 +396,6 @@ impl Worker {
                 tracing::error!(capture = %self.cp.name, error = %err, "the notification writer failed")
             }
         };
-    }
-}
-
-/// The reply for a fault.
-fn error_reply(
-    fault: &Fault,
-    interaction_id: Option<String>,
-    external_id: Option<String>,
-) -> Reply {
-    Reply {
-        interaction_id,
-        external_id,
-        code: Some(i32::from(fault.code.as_u16())),
-        description: Some(fault.message.clone()),
-        ..Reply::new(ReplyKind::Error)
-    }
-}
-
-fn reply_kind(kind: OpKind) -> ReplyKind {
-    match kind {
-        OpKind::Submit => ReplyKind::Submitted,
-        OpKind::Update => ReplyKind::Changed,
-        OpKind::Hold => ReplyKind::Held,
-        OpKind::Resume => ReplyKind::Resumed,
-        OpKind::Stop => ReplyKind::Stopped,
-        OpKind::GetInfo => ReplyKind::Info,
     }
 }
 
