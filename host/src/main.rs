@@ -163,15 +163,19 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf
         );
     }
     for cp in generation.captures.values() {
-        let snap = cp.snapshot();
-        println!(
-            "  capture point {:<8} {} with {}: drop {} files into {}",
-            cp.name,
-            snap.adapter,
-            cp.codec_source,
-            cp.pattern,
-            cp.directory.join(&cp.config.inbound).display()
-        );
+        match cp.config.adapter {
+            wasp::capture::config::Adapter::File => println!(
+                "  capture point {:<8} file with {}: drop {} files into {}",
+                cp.name,
+                cp.codec_source,
+                cp.pattern,
+                cp.directory.join(&cp.config.inbound).display()
+            ),
+            wasp::capture::config::Adapter::Http => println!(
+                "  capture point {:<8} http with {}: POST http://{local}/v1/capture/{}/<operation>",
+                cp.name, cp.codec_source, cp.name
+            ),
+        }
     }
     let mut embedded = Vec::new();
     for node in &generation.config.embedded_nodes {

@@ -24,6 +24,18 @@ use crate::tenant::{DefaultValues, RuleConfig, TenantConfig, TenantMapper};
 pub enum Adapter {
     /// Files in an inbound folder.
     File,
+    /// Requests to wasp's HTTP listener: the Genesys SOAP web service
+    /// and JSON (`/v1/capture/{name}/...`), answered once the node did.
+    Http,
+}
+
+impl Adapter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Adapter::File => "file",
+            Adapter::Http => "http",
+        }
+    }
 }
 
 /// One `[captures.<name>]` section.

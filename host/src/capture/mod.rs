@@ -68,6 +68,7 @@ pub struct CapturePoint {
     pub pattern: String,
     pub stats: Stats,
     finalizer: Mutex<Option<file::Finalizer>>,
+    runner: Mutex<Option<Arc<runner::Runner>>>,
     stop: CancellationToken,
 }
 
@@ -207,6 +208,7 @@ impl CapturePoint {
             pattern,
             stats: Stats::new(metrics, name),
             finalizer: Mutex::new(None),
+            runner: Mutex::new(None),
             stop: CancellationToken::new(),
         })
     }
@@ -224,8 +226,32 @@ impl CapturePoint {
                 let finalizer = pipeline::start_file(self.clone(), nodes, tenants, stop)?;
                 *self.finalizer.lock().unwrap_or_else(|e| e.into_inner()) = Some(finalizer);
             }
+            Adapter::Http => {
+                std::fs::create_dir_all(&self.directory).with_context(|| {
+                    format!(
+                        "create the capture point folder {}",
+                        self.directory.display()
+                    )
+                })?;
+                let state = Arc::new(state::CaptureState::open(
+                    &self.directory,
+                    self.config.state,
+                )?);
+                let runner = runner::Runner::new(self.clone(), nodes, tenants, state);
+                *self.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(runner));
+            }
         }
         Ok(())
+    }
+
+    /// What runs this capture point's operations for callers that wait for
+    /// the answer (the `http` adapter); `None` before it is started or for
+    /// another adapter.
+    pub fn runner(&self) -> Option<Arc<runner::Runner>> {
+        self.runner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Cancelled when the capture point stops.
@@ -234,8 +260,11 @@ impl CapturePoint {
     }
 
     /// Stops taking items; items in flight finish or stay in the source.
+    /// Lets go of its runner, which holds the capture point (and its state
+    /// file) while it is set.
     pub fn stop(&self) {
         self.stop.cancel();
+        self.runner.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Its figures now.
@@ -252,9 +281,7 @@ impl CapturePoint {
         let s = &self.stats;
         CaptureSnapshot {
             name: self.name.to_string(),
-            adapter: match self.config.adapter {
-                Adapter::File => "file",
-            },
+            adapter: self.config.adapter.as_str(),
             codec: self.codec_source.clone(),
             codec_name: self.codec.info().name.clone(),
             codec_version: self.codec.info().version.clone(),
