@@ -23,6 +23,7 @@
 //! then the operation is answered with the fault.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -50,13 +51,120 @@ const ATTEMPT: usize = 1_000_000;
 /// it, those that waited longer than `node-wait-ms` are forgotten.
 const MAX_WAITS: usize = 10_000;
 
-/// The file pipeline of one capture point.
-struct Worker {
+/// The adapter's side of the pipeline: what an item is, and where it
+/// goes once it is finished, refused or released. The file adapter is one
+/// outlet; a Kafka adapter is another.
+pub(crate) trait Outlet: Send + Sync + 'static {
+    type Item: Send + 'static;
+    /// Whether an item waiting for a node stays with the pipeline and is
+    /// tried again in place (a source that cannot take an item back) rather
+    /// than given back to its source (a file stays in inbound/).
+    const RETRY_IN_PLACE: bool;
+    /// What the codec reads.
+    fn raw(&self, item: &Self::Item) -> RawItem;
+    /// The item's name in logs.
+    fn name<'a>(&self, item: &'a Self::Item) -> &'a str;
+    /// The item's key in the journal: the same item taken again after a
+    /// restart has the same key.
+    fn key(&self, item: &Self::Item) -> String;
+    /// Writes the replies document of a finished item. `replayed`: the item
+    /// ran before (a restart), so the document may be there already.
+    fn write_replies(
+        &self,
+        item: &Self::Item,
+        doc: Vec<u8>,
+        replayed: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The item is finished: every operation answered, replies written.
+    fn complete(&self, item: Self::Item) -> impl Future<Output = Result<()>> + Send;
+    /// The item cannot be read or is refused whole.
+    fn refuse(&self, item: Self::Item, reason: String) -> impl Future<Output = Result<()>> + Send;
+    /// Writes a node notification document.
+    fn notify(&self, stem: String, doc: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The pipeline of one capture point over its outlet.
+struct Worker<O: Outlet> {
     runner: Runner,
     cp: Arc<CapturePoint>,
-    finalizer: Finalizer,
+    outlet: O,
     /// Item key → when it first waited for a node.
     waits: Mutex<HashMap<String, Instant>>,
+}
+
+/// The file adapter as an outlet.
+struct FileOutlet {
+    finalizer: Finalizer,
+    /// notification/
+    notification: std::path::PathBuf,
+    /// The codec's file name extension.
+    extension: String,
+}
+
+impl Outlet for FileOutlet {
+    type Item = Taken;
+    const RETRY_IN_PLACE: bool = false;
+
+    fn raw(&self, item: &Taken) -> RawItem {
+        RawItem {
+            name: item.name.clone(),
+            headers: Vec::new(),
+            body: item.bytes.clone(),
+        }
+    }
+
+    fn name<'a>(&self, item: &'a Taken) -> &'a str {
+        &item.name
+    }
+
+    fn key(&self, item: &Taken) -> String {
+        item_key(&item.name, &item.bytes)
+    }
+
+    async fn write_replies(&self, item: &Taken, doc: Vec<u8>, replayed: bool) -> Result<()> {
+        let (f, ext, dir) = (
+            self.finalizer.clone(),
+            self.extension.clone(),
+            self.notification.clone(),
+        );
+        let stem = stem_of(&item.name);
+        tokio::task::spawn_blocking(move || {
+            if replayed && already_written(&dir, &stem, &ext, &doc) {
+                return Ok(());
+            }
+            f.write_notification(&stem, &ext, &doc).map(drop)
+        })
+        .await
+        .context("the notification writer failed")?
+        .context("write the replies into notification/")
+    }
+
+    async fn complete(&self, item: Taken) -> Result<()> {
+        let f = self.finalizer.clone();
+        tokio::task::spawn_blocking(move || f.processed(item))
+            .await
+            .context("the mover failed")?
+            .context("move the file to processed/")
+            .map(drop)
+    }
+
+    async fn refuse(&self, item: Taken, reason: String) -> Result<()> {
+        let f = self.finalizer.clone();
+        tokio::task::spawn_blocking(move || f.failed(item, &reason))
+            .await
+            .context("the mover failed")?
+            .context("move the file to error/")
+            .map(drop)
+    }
+
+    async fn notify(&self, stem: String, doc: Vec<u8>) -> Result<()> {
+        let (f, ext) = (self.finalizer.clone(), self.extension.clone());
+        tokio::task::spawn_blocking(move || f.write_notification(&stem, &ext, &doc))
+            .await
+            .context("the notification writer failed")?
+            .context("write a notification into notification/")
+            .map(drop)
+    }
 }
 
 /// Opens the file adapter and the state of `cp` and starts its tasks: the
@@ -83,6 +191,7 @@ pub(crate) fn start_file(
     fc.settle = c.settle();
     fc.max_file_bytes = c.max_file_bytes;
     fc.max_in_flight = c.max_in_flight;
+    let fc_notification = fc.notification.clone();
     let mut source = FileSource::open(fc)?;
     let state = Arc::new(CaptureState::open(dir, c.state)?);
     let finalizer = source.finalizer();
@@ -99,10 +208,15 @@ pub(crate) fn start_file(
     let notifications = nodes.subscribe(&cp.name);
     let batch = c.batch;
     let name = cp.name.clone();
+    let outlet = FileOutlet {
+        finalizer: finalizer.clone(),
+        notification: fc_notification,
+        extension: cp.codec.info().extension.clone(),
+    };
     let worker = Arc::new(Worker {
         runner: Runner::new(cp.clone(), nodes, tenants, state),
         cp,
-        finalizer: finalizer.clone(),
+        outlet,
         waits: Mutex::new(HashMap::new()),
     });
     let (tx, rx) = mpsc::channel::<Taken>(batch);
@@ -124,9 +238,9 @@ pub(crate) fn start_file(
 }
 
 /// Hands the codec what is ready, up to `batch` items per call.
-async fn batcher(
-    worker: Arc<Worker>,
-    mut rx: mpsc::Receiver<Taken>,
+async fn batcher<O: Outlet>(
+    worker: Arc<Worker<O>>,
+    mut rx: mpsc::Receiver<O::Item>,
     batch: usize,
     token: CancellationToken,
 ) {
@@ -151,8 +265,8 @@ async fn batcher(
 
 /// Writes node notifications about interactions this capture point
 /// submitted into its notification output.
-async fn notifier(
-    worker: Arc<Worker>,
+async fn notifier<O: Outlet>(
+    worker: Arc<Worker<O>>,
     mut rx: mpsc::Receiver<Notification>,
     token: CancellationToken,
 ) {
@@ -176,16 +290,9 @@ fn item_key(name: &str, bytes: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Worker {
-    async fn run_batch(self: Arc<Self>, batch: Vec<Taken>) {
-        let items: Vec<RawItem> = batch
-            .iter()
-            .map(|t| RawItem {
-                name: t.name.clone(),
-                headers: Vec::new(),
-                body: t.bytes.clone(),
-            })
-            .collect();
+impl<O: Outlet> Worker<O> {
+    async fn run_batch(self: Arc<Self>, batch: Vec<O::Item>) {
+        let items: Vec<RawItem> = batch.iter().map(|t| self.outlet.raw(t)).collect();
         let decoded = match self.cp.codec.decode(items.clone()).await {
             Ok(decoded) => decoded,
             Err(err) if items.len() > 1 => {
@@ -210,31 +317,33 @@ impl Worker {
         futures_util::future::join_all(runs).await;
     }
 
-    async fn run_item(self: Arc<Self>, taken: Taken, decoded: Result<Vec<Entry>, String>) {
-        let name = taken.name.clone();
+    async fn run_item(self: Arc<Self>, taken: O::Item, decoded: Result<Vec<Entry>, String>) {
+        let name = self.outlet.name(&taken).to_string();
         if let Err(err) = self.try_item(taken, decoded).await {
             tracing::warn!(capture = %self.cp.name, file = %name, error = %format!("{err:#}"), "the item stays in its source and is taken again later");
             self.cp.stats.released.inc();
         }
     }
 
-    async fn try_item(&self, taken: Taken, decoded: Result<Vec<Entry>, String>) -> Result<()> {
+    async fn try_item(&self, taken: O::Item, decoded: Result<Vec<Entry>, String>) -> Result<()> {
         let entries = match decoded {
             Ok(entries) if entries.len() > self.cp.config.max_operations => {
-                return self.refuse(
-                    taken,
-                    format!(
-                        "it holds {} operations, more than captures.{}.max-operations ({})",
-                        entries.len(),
-                        self.cp.name,
-                        self.cp.config.max_operations
-                    ),
-                );
+                return self
+                    .refuse(
+                        taken,
+                        format!(
+                            "it holds {} operations, more than captures.{}.max-operations ({})",
+                            entries.len(),
+                            self.cp.name,
+                            self.cp.config.max_operations
+                        ),
+                    )
+                    .await;
             }
             Ok(entries) => entries,
-            Err(reason) => return self.refuse(taken, reason),
+            Err(reason) => return self.refuse(taken, reason).await,
         };
-        let key = item_key(&taken.name, &taken.bytes);
+        let key = self.outlet.key(&taken);
         // Journaled after the replies were written: the item only needs
         // to leave its source.
         let done_marker = entries.len();
@@ -262,13 +371,18 @@ impl Worker {
                     continue;
                 }
                 let correlation = format!("{}:{attempt}:{i}", self.cp.name);
-                let (reply, remember) = match self.runner.run_op(entry, correlation).await {
-                    Step::Answer(reply, remember) => (*reply, remember),
-                    Step::Wait(fault) => {
-                        if self.waited_enough(&key) {
-                            (error_reply(&fault, None, None), None)
-                        } else {
-                            tracing::info!(capture = %self.cp.name, file = %taken.name, reason = %fault.message, "waiting for a node; the file stays in inbound");
+                let (reply, remember) = loop {
+                    match self.runner.run_op(entry.clone(), correlation.clone()).await {
+                        Step::Answer(reply, remember) => break (*reply, remember),
+                        Step::Wait(fault) if self.waited_enough(&key) => {
+                            break (error_reply(&fault, None, None), None);
+                        }
+                        Step::Wait(fault) if O::RETRY_IN_PLACE => {
+                            tracing::info!(capture = %self.cp.name, item = %self.outlet.name(&taken), reason = %fault.message, "waiting for a node");
+                            tokio::time::sleep(self.cp.config.rescan()).await;
+                        }
+                        Step::Wait(fault) => {
+                            tracing::info!(capture = %self.cp.name, item = %self.outlet.name(&taken), reason = %fault.message, "waiting for a node; the item goes back to its source");
                             self.cp.stats.released.inc();
                             return Ok(());
                         }
@@ -292,31 +406,15 @@ impl Worker {
                 replies.push(reply);
             }
             self.forget_wait(&key);
-            let stem = stem_of(&taken.name);
             // Taken again after a crash: its replies document may have been
             // written just before the crash; the same replies encode to the
-            // same bytes, so an identical document means it was.
+            // same bytes, so the outlet can tell.
             let replayed = recorded.keys().any(|&i| i < done_marker);
             match self.runner.encode(vec![replies]).await {
-                Ok(doc) => {
-                    let (f, ext) = (
-                        self.finalizer.clone(),
-                        self.cp.codec.info().extension.clone(),
-                    );
-                    let dir = self.cp.directory.join(&self.cp.config.notification);
-                    tokio::task::spawn_blocking(move || {
-                        if replayed && already_written(&dir, &stem, &ext, &doc) {
-                            return Ok(());
-                        }
-                        f.write_notification(&stem, &ext, &doc).map(drop)
-                    })
-                    .await
-                    .context("the notification writer failed")?
-                    .context("write the replies into notification/")?;
-                }
+                Ok(doc) => self.outlet.write_replies(&taken, doc, replayed).await?,
                 Err(why) => {
-                    tracing::error!(capture = %self.cp.name, file = %taken.name, error = %why,
-                    "the replies could not be encoded; the file is finished without them")
+                    tracing::error!(capture = %self.cp.name, item = %self.outlet.name(&taken), error = %why,
+                    "the replies could not be encoded; the item is finished without them")
                 }
             }
             let k = key.clone();
@@ -324,11 +422,7 @@ impl Worker {
                 .blocking(move |s| s.record(&k, done_marker, b"done"))
                 .await?;
         }
-        let f = self.finalizer.clone();
-        let moved = tokio::task::spawn_blocking(move || f.processed(taken))
-            .await
-            .context("the mover failed")?;
-        moved.context("move the file to processed/")?;
+        self.outlet.complete(taken).await?;
         self.cp.stats.processed.inc();
         self.runner.blocking(move |s| s.finish(&key)).await?;
         Ok(())
@@ -336,11 +430,9 @@ impl Worker {
 
     /// Moves an item that cannot be read (or is refused whole) aside with
     /// its reason.
-    fn refuse(&self, taken: Taken, reason: String) -> Result<()> {
-        tracing::warn!(capture = %self.cp.name, file = %taken.name, reason = %reason, "item refused; moved to error/");
-        self.finalizer
-            .failed(taken, &reason)
-            .context("move the file to error/")?;
+    async fn refuse(&self, taken: O::Item, reason: String) -> Result<()> {
+        tracing::warn!(capture = %self.cp.name, item = %self.outlet.name(&taken), reason = %reason, "item refused");
+        self.outlet.refuse(taken, reason).await?;
         self.cp.stats.errors.inc();
         Ok(())
     }
@@ -381,21 +473,14 @@ impl Worker {
                 return;
             }
         };
-        let (f, ext) = (
-            self.finalizer.clone(),
-            self.cp.codec.info().extension.clone(),
-        );
-        match tokio::task::spawn_blocking(move || f.write_notification(&stem, &ext, &doc)).await {
-            Ok(Ok(_)) => {
+        match self.outlet.notify(stem, doc).await {
+            Ok(()) => {
                 self.cp.stats.notifications.inc();
             }
-            Ok(Err(err)) => {
-                tracing::error!(capture = %self.cp.name, error = %err, "a notification could not be written")
-            }
             Err(err) => {
-                tracing::error!(capture = %self.cp.name, error = %err, "the notification writer failed")
+                tracing::error!(capture = %self.cp.name, error = %format!("{err:#}"), "a notification could not be written")
             }
-        };
+        }
     }
 }
 
