@@ -59,6 +59,9 @@ pub struct Config {
     /// Directory of the config file: relative component paths start here.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file as TOML values, to tell which sections a reload changed.
+    #[serde(skip)]
+    pub raw: toml::Table,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -543,6 +546,9 @@ impl Config {
             problems: vec![e.to_string().trim_end().to_string()],
         })?;
         config.base_dir = base_dir.to_path_buf();
+        config.raw = toml::from_str(text).map_err(|e| ConfigError {
+            problems: vec![e.to_string().trim_end().to_string()],
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -860,6 +866,17 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+
+    /// The section `key` (`clusters.fax`: a dotted path) as written, for
+    /// comparing two configs; `None` when absent.
+    pub fn section(&self, key: &str) -> Option<&toml::Value> {
+        let mut parts = key.split('.');
+        let mut value = self.raw.get(parts.next()?)?;
+        for part in parts {
+            value = value.as_table()?.get(part)?;
+        }
+        Some(value)
     }
 
     /// Where capture points keep their folders and state.

@@ -45,14 +45,11 @@ impl std::fmt::Debug for Generation {
     }
 }
 
-impl Drop for Generation {
-    /// A generation that is no longer used stops its capture points (their
-    /// tasks hold the capture point, not the generation).
-    fn drop(&mut self) {
-        for cp in self.captures.values() {
-            cp.stop();
-        }
-    }
+/// The SHA-256 of a component a config names, if it can be read.
+fn component_sha(config: &Config, component: &str) -> Option<String> {
+    let source = config.component_source(component).ok()?;
+    let bytes = source.bytes().ok()?;
+    Some(crate::runtime::sha256_hex(&bytes))
 }
 
 /// Every problem found while starting clusters, one per line.
@@ -60,6 +57,17 @@ impl Drop for Generation {
 #[error("{}", .problems.join("\n"))]
 pub struct StartError {
     pub problems: Vec<String>,
+}
+
+/// What a generation took over from the one before it unchanged, what it
+/// started anew, and what it no longer has (`clusters.fax`,
+/// `captures.orders`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Changes {
+    pub started: Vec<String>,
+    pub kept: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 impl Generation {
@@ -73,10 +81,53 @@ impl Generation {
         metrics: &Metrics,
         stores: store::Open,
     ) -> Result<Generation> {
+        Generation::build_next(config, runtime, metrics, stores, None)
+            .await
+            .map(|(generation, _)| generation)
+    }
+
+    /// [`Generation::build`], taking over from `previous` every cluster and
+    /// capture point whose section and component are unchanged (the same
+    /// `Arc`: its instances are not restarted, its counters go on), as long
+    /// as the tenants are unchanged too. A changed cluster whose store file
+    /// the previous one has open takes that store over.
+    pub async fn build_next(
+        config: Config,
+        runtime: &Runtime,
+        metrics: &Metrics,
+        stores: store::Open,
+        previous: Option<&Generation>,
+    ) -> Result<(Generation, Changes)> {
+        let before = previous;
+        let previous = previous.filter(|p| {
+            p.config.section("tenants") == config.section("tenants")
+                && p.config.base_dir == config.base_dir
+                && p.config.server.max_body_bytes == config.server.max_body_bytes
+                && p.config.data_dir() == config.data_dir()
+        });
+        let mut changes = Changes::default();
         let mut clusters = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, cc) in &config.clusters {
-            match Cluster::start(runtime, &config, name, metrics, stores).await {
+            let key = format!("clusters.{name}");
+            let old = previous.and_then(|p| Some((p, p.clusters.get(name)?)));
+            if let Some((p, old)) = old
+                && p.config.section(&key) == config.section(&key)
+                && component_sha(&config, &cc.component).as_deref() == Some(old.sha256.as_str())
+            {
+                clusters.insert(name.clone(), old.clone());
+                changes.kept.push(key);
+                continue;
+            }
+            // A store file the previous generation has open is taken over.
+            let shared = previous.and_then(|p| {
+                let path = cc.store.as_ref()?.persist.as_ref()?;
+                p.clusters.iter().find_map(|(n, c)| {
+                    let theirs = p.config.clusters.get(n)?.store.as_ref()?.persist.as_ref()?;
+                    (theirs == path).then(|| c.store().cloned()).flatten()
+                })
+            });
+            match Cluster::start_sharing(runtime, &config, name, metrics, stores, shared).await {
                 Ok(cluster) => {
                     tracing::info!(
                         cluster = %name,
@@ -86,13 +137,23 @@ impl Generation {
                         "cluster started"
                     );
                     clusters.insert(name.clone(), Arc::new(cluster));
+                    changes.started.push(key);
                 }
-                Err(err) => problems.push(format!("clusters.{name}: {err:#}")),
+                Err(err) => problems.push(format!("{key}: {err:#}")),
             }
         }
         let mut captures = BTreeMap::new();
-        for name in config.captures.keys() {
-            let cc = &config.captures[name];
+        for (name, cc) in &config.captures {
+            let key = format!("captures.{name}");
+            let old = previous.and_then(|p| Some((p, p.captures.get(name)?)));
+            if let Some((p, old)) = old
+                && p.config.section(&key) == config.section(&key)
+                && component_sha(&config, &cc.codec).as_deref() == Some(old.codec.sha256())
+            {
+                captures.insert(name.clone(), old.clone());
+                changes.kept.push(key);
+                continue;
+            }
             match CapturePoint::build(name, cc, &config, runtime, metrics).await {
                 Ok(cp) => {
                     tracing::info!(
@@ -102,19 +163,31 @@ impl Generation {
                         "capture point built"
                     );
                     captures.insert(name.clone(), Arc::new(cp));
+                    changes.started.push(key);
                 }
-                Err(err) => problems.push(format!("captures.{name}: {err:#}")),
+                Err(err) => problems.push(format!("{key}: {err:#}")),
             }
         }
         if !problems.is_empty() {
             return Err(StartError { problems }.into());
         }
-        Ok(Generation {
-            auth: Auth::from_config(&config),
-            config,
-            clusters,
-            captures,
-        })
+        if let Some(p) = before {
+            for name in p.clusters.keys().filter(|n| !clusters.contains_key(*n)) {
+                changes.removed.push(format!("clusters.{name}"));
+            }
+            for name in p.captures.keys().filter(|n| !captures.contains_key(*n)) {
+                changes.removed.push(format!("captures.{name}"));
+            }
+        }
+        Ok((
+            Generation {
+                auth: Auth::from_config(&config),
+                config,
+                clusters,
+                captures,
+            },
+            changes,
+        ))
     }
 
     /// Opens every capture point's folders and state and starts taking

@@ -34,6 +34,8 @@ pub struct Host {
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the process stops: capture points stop taking items.
     pub stopping: CancellationToken,
+    /// Reload source, history and the config to roll back to.
+    pub reloads: crate::reload::Reloads,
     current: ArcSwap<Generation>,
 }
 
@@ -94,6 +96,7 @@ impl Host {
             server,
             body_budget,
             stopping: CancellationToken::new(),
+            reloads: crate::reload::Reloads::default(),
             current: ArcSwap::from_pointee(generation),
         })
     }
@@ -105,9 +108,17 @@ impl Host {
     }
 
     /// Makes `next` the serving generation and returns the one it
-    /// replaces (still alive while requests hold it).
+    /// replaces (still alive while requests hold it). The replaced one's
+    /// capture points that `next` did not take over are told to stop.
     pub fn install(&self, next: Generation) -> Arc<Generation> {
-        self.current.swap(Arc::new(next))
+        let old = self.current.swap(Arc::new(next));
+        let now = self.current();
+        for (name, cp) in &old.captures {
+            if !now.captures.get(name).is_some_and(|n| Arc::ptr_eq(n, cp)) {
+                cp.stop();
+            }
+        }
+        old
     }
 }
 

@@ -38,6 +38,8 @@
 //! - [`host`]: what lives as long as the process (runtime, node sessions,
 //!   metrics, listener settings) and the current generation behind one
 //!   atomic pointer.
+//! - [`reload`]: reload and rollback: a new generation built whole, then
+//!   one switch; unchanged clusters and capture points taken over.
 //! - [`generation`]: one loaded config (tenants, tokens, clusters, capture
 //!   points), built whole; each request holds the one it started on.
 //! - [`fault`]: fault codes and faults without transport; HTTP, node frames
@@ -75,6 +77,7 @@ pub mod kv;
 pub mod listener;
 pub mod loopback;
 pub mod node;
+pub mod reload;
 pub mod runtime;
 pub mod store;
 pub mod tenant;
@@ -97,6 +100,9 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/v1/admin/clusters", get(admin::clusters))
         .route("/v1/admin/nodes", get(admin::nodes))
         .route("/v1/admin/captures", get(admin::captures))
+        .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/admin/rollback", post(admin::rollback))
+        .route("/v1/admin/reloads", get(admin::reloads))
         .route_layer(axum::middleware::from_fn_with_state(
             host.clone(),
             admin::require_admin,

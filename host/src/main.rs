@@ -53,6 +53,19 @@ enum Command {
         /// The TOML config file.
         config: PathBuf,
     },
+    /// Ask a running wasp to reload its config file (or roll back to the
+    /// config before its last reload) and print what changed.
+    Reload {
+        /// The running wasp.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An admin token, when the running wasp has tokens.
+        #[arg(long)]
+        token: Option<String>,
+        /// Roll back instead of reloading.
+        #[arg(long)]
+        rollback: bool,
+    },
     /// A reference Interaction Server node: holds interactions, answers
     /// operations, emits notifications, and can drive ESP load.
     NodeSim(Box<wasp::tools::node_sim::SimArgs>),
@@ -101,6 +114,11 @@ fn main() -> ExitCode {
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::tools::bench::run(args).await,
             Command::NodeSim(args) => wasp::tools::node_sim::run(*args).await,
+            Command::Reload {
+                url,
+                token,
+                rollback,
+            } => reload(&url, token.as_deref(), rollback).await,
         }
     });
     match result {
@@ -118,9 +136,10 @@ fn load(path: &std::path::Path) -> Result<Config> {
 
 async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> Result<()> {
     let mut config = load(&path)?;
-    if let Some(dir) = data_dir {
-        // Relative to where wasp runs, as command-line paths are.
-        config.data_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
+    // Relative to where wasp runs, as command-line paths are.
+    let data_dir = data_dir.map(|dir| std::path::absolute(&dir).unwrap_or(dir));
+    if let Some(dir) = &data_dir {
+        config.data_dir = Some(dir.clone());
     }
     let mut addr = listen.unwrap_or(config.server.listen);
     let open = config.tokens.is_empty();
@@ -138,6 +157,10 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf
         None => None,
     };
     let host = Arc::new(Host::start(config).await.context("cannot start")?);
+    // Reloads read the same file (with the same --data-dir); the file and
+    // the components it names are watched.
+    host.reloads.set_source(path.clone(), data_dir);
+    wasp::reload::watch(host.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -209,6 +232,56 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf
             Ok(())
         }
     }
+}
+
+/// `wasp reload`: POSTs to the admin API and prints the report; fails
+/// when the reload was refused.
+async fn reload(url: &str, token: Option<&str>, rollback: bool) -> Result<()> {
+    let uri: hyper::Uri = url.parse().with_context(|| format!("not a URL: {url}"))?;
+    let host = uri.host().context("the URL has no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let path = if rollback {
+        "/v1/admin/rollback"
+    } else {
+        "/v1/admin/reload"
+    };
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot reach wasp at {url}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::post(path)
+        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(hyper::header::CONTENT_LENGTH, "0");
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = sender
+        .send_request(request.body(http_body_util::Empty::<hyper::body::Bytes>::new())?)
+        .await
+        .context("the reload request failed")?;
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
+        Err(_) => println!("{text}"),
+    }
+    if !status.is_success() {
+        anyhow::bail!(
+            "{} {}",
+            status.as_u16(),
+            if status.as_u16() == 422 {
+                "reload refused; the running config still serves"
+            } else {
+                "refused"
+            }
+        );
+    }
+    Ok(())
 }
 
 /// How long in-flight requests may take to finish after a stop signal.

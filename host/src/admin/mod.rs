@@ -95,6 +95,32 @@ pub async fn nodes(State(host): State<Arc<Host>>) -> Json<Vec<crate::node::NodeS
     Json(host.nodes.snapshot())
 }
 
+/// `POST /v1/admin/reload`: reads the config file again and installs it
+/// (see [`crate::reload`]); 200 with the report when it serves, 422 with
+/// the reasons when nothing changed.
+pub async fn reload(State(host): State<Arc<Host>>) -> Response {
+    report(host.reload(crate::reload::Trigger::Admin).await)
+}
+
+/// `POST /v1/admin/rollback`: back to the config before the last reload.
+pub async fn rollback(State(host): State<Arc<Host>>) -> Response {
+    report(host.rollback().await)
+}
+
+/// `GET /v1/admin/reloads`: the last reloads, oldest first.
+pub async fn reloads(State(host): State<Arc<Host>>) -> Json<Vec<crate::reload::ReloadReport>> {
+    Json(host.reload_history())
+}
+
+fn report(report: crate::reload::ReloadReport) -> Response {
+    let status = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, Json(report)).into_response()
+}
+
 /// `GET /v1/admin/captures`: each capture point, its adapter, codec,
 /// folders and counts (taken, operations, processed, errors, waiting for
 /// a node, backlog).

@@ -69,6 +69,10 @@ pub struct CapturePoint {
     pub stats: Stats,
     finalizer: Mutex<Option<file::Finalizer>>,
     runner: Mutex<Option<Arc<runner::Runner>>>,
+    /// The state file of the running pipeline: gone once every task that
+    /// used it has ended (a stopped capture point's file is free).
+    state: Mutex<std::sync::Weak<state::CaptureState>>,
+    started: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
 }
 
@@ -209,6 +213,8 @@ impl CapturePoint {
             stats: Stats::new(metrics, name),
             finalizer: Mutex::new(None),
             runner: Mutex::new(None),
+            state: Mutex::new(std::sync::Weak::new()),
+            started: std::sync::atomic::AtomicBool::new(false),
             stop: CancellationToken::new(),
         })
     }
@@ -216,6 +222,24 @@ impl CapturePoint {
     /// Opens the capture point's folders and state file and starts taking
     /// items. It runs until it is dropped or `stop` is cancelled.
     pub fn start(
+        self: &Arc<Self>,
+        nodes: Arc<Nodes>,
+        tenants: Arc<[TenantConfig]>,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        // A capture point a reload kept is running already.
+        if self.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
+        let started = self.start_adapter(nodes, tenants, stop);
+        if started.is_err() {
+            self.started
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        started
+    }
+
+    fn start_adapter(
         self: &Arc<Self>,
         nodes: Arc<Nodes>,
         tenants: Arc<[TenantConfig]>,
@@ -237,6 +261,7 @@ impl CapturePoint {
                     &self.directory,
                     self.config.state,
                 )?);
+                self.started_with(&state);
                 let runner = runner::Runner::new(self.clone(), nodes, tenants, state);
                 *self.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(runner));
             }
@@ -265,6 +290,34 @@ impl CapturePoint {
     pub fn stop(&self) {
         self.stop.cancel();
         self.runner.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// [`CapturePoint::stop`], then waits up to `bound` until every task
+    /// that worked on its items has ended and its state file is closed
+    /// (items in flight finish first). Whether it did within the bound.
+    pub async fn stop_and_wait(&self, bound: std::time::Duration) -> bool {
+        self.stop();
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let open = self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .strong_count()
+                > 0;
+            if !open {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Records the state file of the pipeline just started.
+    pub(crate) fn started_with(&self, state: &Arc<state::CaptureState>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(state);
     }
 
     /// Its figures now.

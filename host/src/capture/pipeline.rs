@@ -194,6 +194,7 @@ pub(crate) fn start_file(
     let fc_notification = fc.notification.clone();
     let mut source = FileSource::open(fc)?;
     let state = Arc::new(CaptureState::open(dir, c.state)?);
+    cp.started_with(&state);
     let finalizer = source.finalizer();
     let token = cp.stopped().clone();
     {

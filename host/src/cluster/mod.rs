@@ -148,6 +148,19 @@ impl Cluster {
         metrics: &Metrics,
         stores: crate::store::Open,
     ) -> Result<Cluster> {
+        Cluster::start_sharing(runtime, config, name, metrics, stores, None).await
+    }
+
+    /// [`Cluster::start`], taking over `store` (the store this cluster's
+    /// previous version has open, on a reload) instead of opening its own.
+    pub async fn start_sharing(
+        runtime: &Runtime,
+        config: &Config,
+        name: &str,
+        metrics: &Metrics,
+        stores: crate::store::Open,
+        shared: Option<Arc<crate::store::ClusterStore>>,
+    ) -> Result<Cluster> {
         let base_dir = &config.base_dir;
         let result_bytes = config.server.max_body_bytes;
         let tenants: Vec<TenantConfig> = config.clusters[name]
@@ -163,9 +176,10 @@ impl Cluster {
             .bytes()
             .with_context(|| format!("read component {source}"))?;
         let source = source.to_string();
-        let store = match &config.store {
-            None => None,
-            Some(sc) => {
+        let store = match (&config.store, shared) {
+            (None, _) => None,
+            (Some(_), Some(shared)) => Some(shared),
+            (Some(sc), None) => {
                 let limits = sc.limits(tenants.len());
                 Some(Arc::new(match (&sc.persist, stores) {
                     (Some(path), crate::store::Open::Persisted) => {

@@ -59,7 +59,7 @@ pub async fn handle(
         instance = tracing::field::Empty,
     );
     let allowed = grant.as_ref().and_then(|g| g.tenants.as_deref());
-    match super::dispatch(&generation, &host.metrics, &cluster, &req, allowed)
+    let mut response = match super::dispatch(&generation, &host.metrics, &cluster, &req, allowed)
         .instrument(span)
         .await
     {
@@ -73,8 +73,22 @@ pub async fn handle(
             fault,
         }
         .into_response(),
+    };
+    // Which component answered: a reload that swaps it shows here.
+    if let Some(c) = generation.clusters.get(&cluster)
+        && let Ok(value) = HeaderValue::from_str(&c.sha256[..c.sha256.len().min(COMPONENT_ID_LEN)])
+    {
+        response.headers_mut().insert(COMPONENT_HEADER, value);
     }
+    response
 }
+
+/// The header naming the component that answered: the first
+/// [`COMPONENT_ID_LEN`] hex digits of its SHA-256, as
+/// `/v1/admin/clusters` shows it in full.
+pub const COMPONENT_HEADER: &str = "wasp-component";
+/// Hex digits of the SHA-256 in [`COMPONENT_HEADER`].
+pub const COMPONENT_ID_LEN: usize = 12;
 
 /// Why a request body was not read whole.
 #[derive(Debug)]

@@ -175,7 +175,7 @@ fn load_bytes(engine: &Engine, compiled: &[u8]) -> Result<Component> {
     unsafe { Component::deserialize(engine, compiled) }.map_err(anyhow::Error::from)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

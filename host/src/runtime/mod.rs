@@ -33,6 +33,12 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::ComponentCache;
+
+/// The SHA-256 (hex) a component's bytes are known by (cache key, admin API).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    cache::hex(&sha2::Sha256::digest(bytes))
+}
 pub use instance::{CallError, HostState, Instance, InstanceSpec};
 
 /// How often the engine epoch advances. Deadlines are checked, and a

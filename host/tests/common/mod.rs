@@ -80,6 +80,28 @@ pub async fn serve(clusters: &str) -> Served {
     }
 }
 
+/// Serves the config file at `path` as `wasp run` does: reloads read it
+/// again (`POST /v1/admin/reload`), and it is watched when `watch`.
+pub async fn serve_file(path: &std::path::Path, watch: bool) -> Served {
+    let config = Config::load(path).unwrap_or_else(|e| panic!("config: {e}"));
+    let host = Arc::new(Host::start(config).await.expect("gateway starts"));
+    host.reloads.set_source(path.to_path_buf(), None);
+    if watch {
+        wasp::reload::watch(host.clone());
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(wasp::serve(listener, host.clone(), shutdown.clone()));
+    Served {
+        addr,
+        host,
+        http: reqwest::Client::new(),
+        shutdown,
+        task: Some(task),
+    }
+}
+
 /// The demo's fax and IM clusters.
 pub const FAX_AND_IM: &str = r#"
 [clusters.fax]
