@@ -33,6 +33,7 @@
 
 pub mod config;
 pub mod file;
+pub mod kafka;
 pub mod pipeline;
 pub mod runner;
 pub mod state;
