@@ -87,8 +87,10 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 /// How often finished offsets are committed by default.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-/// Produce retries: the first wait, doubling up to the last (CAPTURE.md).
+/// Produce retries: the first wait, doubling up to [`DEFAULT_RETRY_MAX`]
+/// (CAPTURE.md: 3-30 s).
 pub const DEFAULT_RETRY_MIN: Duration = Duration::from_secs(3);
+/// The longest wait between produce attempts.
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// librdkafka's prefetch queue by default, in KiB.
 pub const DEFAULT_MAX_PREFETCH_KBYTES: usize = 16 * 1024;
