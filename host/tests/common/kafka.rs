@@ -1,0 +1,199 @@
+//! A real Kafka-protocol broker for tests: `scripts/kafka-broker` installs
+//! the pinned one under `.kafka/` (once, whatever runs in parallel) and
+//! runs it on a free port of 127.0.0.1; the [`Broker`] waits until it
+//! answers metadata requests and kills it when dropped. Its storage is
+//! memory only: every broker starts empty.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+/// How long a broker may take to answer after it started (it is ready in
+/// well under a second; this is for loaded machines).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the install once per test process (the script itself is safe
+/// across processes).
+fn install() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/kafka-broker"))
+            .arg("install")
+            .output()
+            .expect("run scripts/kafka-broker install");
+        assert!(
+            out.status.success(),
+            "scripts/kafka-broker install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// A message to produce: key, payload, headers.
+pub type Record<'a> = (Option<Vec<u8>>, Vec<u8>, Vec<(&'a str, &'a [u8])>);
+
+/// A broker process on 127.0.0.1; killed when dropped.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub addr: String,
+}
+
+impl Broker {
+    /// Installs (once) and starts a broker on a free port, and waits until
+    /// it answers.
+    pub fn start() -> Broker {
+        install();
+        let mut last = String::new();
+        // A port found free may be taken before the broker binds it: try
+        // another one then.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let child = Command::new(repo().join("scripts/kafka-broker"))
+                .arg(port.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn scripts/kafka-broker");
+            let mut broker = Broker {
+                child,
+                addr: format!("127.0.0.1:{port}"),
+            };
+            match broker.wait_ready() {
+                Ok(()) => return broker,
+                Err(e) => last = e,
+            }
+        }
+        panic!("no broker started: {last}");
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("log_level", "0")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("the broker on {} exited: {status}", self.addr));
+            }
+            match client.fetch_metadata(None, Duration::from_millis(500)) {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("the broker on {} does not answer: {e}", self.addr));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is
+    /// answered, like a broker that hangs or a network that drops packets.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused broker run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {}", self.child.id());
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .expect("admin client");
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("create topics");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+        }
+    }
+
+    /// A producer of this broker (acks=all).
+    pub fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("acks", "all")
+            .create()
+            .expect("producer")
+    }
+
+    /// Produces every message (key, payload, headers) to `partition` of
+    /// `topic` (or spread by key when `None`): all sent first, then all
+    /// awaited.
+    pub async fn produce(&self, topic: &str, partition: Option<i32>, messages: &[Record<'_>]) {
+        let producer = self.producer();
+        let mut pending = Vec::new();
+        for (key, payload, headers) in messages {
+            let mut h = OwnedHeaders::new();
+            for (k, v) in headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(*v),
+                });
+            }
+            let mut record = FutureRecord::to(topic).payload(payload).headers(h);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            pending.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+        }
+        for p in pending {
+            p.await.expect("delivery").expect("delivered");
+        }
+        producer
+            .flush(Timeout::After(Duration::from_secs(10)))
+            .expect("flush");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
