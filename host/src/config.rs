@@ -1081,6 +1081,66 @@ mod tests {
     }
 
     #[test]
+    fn a_store_backend_is_chosen_and_checked_with_its_place() {
+        let with = |store: &str| {
+            Config::parse(
+                &format!("{GOOD}\n[clusters.fax.store]\n{store}"),
+                Path::new("."),
+            )
+        };
+        let c = with("").unwrap();
+        let s = c.clusters["fax"].store.as_ref().unwrap();
+        assert_eq!(s.backend(), StoreBackend::Memory);
+        let c = with("persist = \"f.redb\"").unwrap();
+        let s = c.clusters["fax"].store.as_ref().unwrap();
+        assert_eq!(s.backend(), StoreBackend::Redb);
+        let c = with("backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"").unwrap();
+        let s = c.clusters["fax"].store.as_ref().unwrap();
+        assert_eq!(s.backend(), StoreBackend::Redis);
+        assert_eq!(s.prefix("fax"), "wasp:fax:");
+        assert_eq!(s.timeout(), Duration::from_millis(DEFAULT_STORE_TIMEOUT_MS));
+        for (store, problem) in [
+            (
+                "backend = \"redis\"",
+                "clusters.fax.store.url: backend = \"redis\" needs the server",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"http://x\"",
+                "clusters.fax.store.url: 'http://x' is not a Redis URL",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://u:secret@h:1/0\"\nprefix = \"\"\n\
+                 timeout-ms = 0\npersist = \"f.redb\"",
+                "clusters.fax.store.prefix: must not be empty",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1/0\"\ntimeout-ms = 0",
+                "clusters.fax.store.timeout-ms: 0 is outside 1..=60000",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1/0\"\npersist = \"f.redb\"",
+                "clusters.fax.store.persist: a Redis store keeps no file",
+            ),
+            (
+                "url = \"redis://h:1/0\"",
+                "clusters.fax.store.url: only for backend = \"redis\"",
+            ),
+            (
+                "backend = \"redb\"",
+                "clusters.fax.store.persist: backend = \"redb\" needs the file",
+            ),
+            (
+                "backend = \"memory\"\npersist = \"f.redb\"",
+                "clusters.fax.store.persist: a memory store keeps no file",
+            ),
+        ] {
+            let e = with(store).unwrap_err().to_string();
+            assert!(e.contains(problem), "{store}: {e}");
+            assert!(!e.contains("secret"), "a password in a message: {e}");
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_place() {
         let text = r#"
             [runtime]

@@ -580,6 +580,57 @@ async fn a_fax_sent_through_one_host_is_known_to_the_other() {
     assert!(at.is_some(), "the record has the fax's TTL");
 }
 
+#[tokio::test]
+async fn training_through_either_host_teaches_the_same_model() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let config = format!(
+        r#"
+[clusters.classification]
+service = "Classification"
+component = "builtin:classification"
+tenants = [101]
+
+[clusters.classification.store]
+backend = "redis"
+url = "{}"
+"#,
+        redis.url()
+    );
+    let a = serve(&config).await;
+    let b = serve(&config).await;
+    let mut examples = Vec::new();
+    for host in [&a, &b, &a] {
+        let (status, answer) = host
+            .esp(
+                "classification",
+                "Classification",
+                "Train",
+                json!(101),
+                json!({"Category": "Zoo", "Text": "quokka wombat platypus"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        examples.push(answer["Result"]["Examples"].as_i64().unwrap());
+    }
+    assert_eq!(examples, [1, 2, 3], "one count of the tenant's examples");
+    let (status, answer) = b
+        .esp(
+            "classification",
+            "Classification",
+            "Classify",
+            json!(101),
+            json!({"Text": "a wombat and a quokka"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["Result"]["Categories"].get("Zoo").is_some(),
+        "host B classifies with what was taught through A: {answer}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_share_counters_and_quotas() {
     let Some(redis) = RedisServer::start() else {

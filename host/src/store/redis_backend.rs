@@ -416,3 +416,27 @@ impl RedisStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_never_carry_the_password() {
+        assert_eq!(redact("redis://u:secret@h:6379/0"), "redis://…@h:6379/0");
+        assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
+        let e = check_url("rediss://:secret@h:6379/0?bogus=%zz");
+        assert!(
+            e.as_ref().map_or_else(|e| !e.contains("secret"), |_| true),
+            "{e:?}"
+        );
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn bounds_beyond_what_lua_holds_exactly_are_clamped() {
+        assert_eq!(lua_bound(u64::MAX), 1 << 53);
+        assert_eq!(lua_bound(1 << 40), 1 << 40);
+    }
+}
