@@ -737,6 +737,10 @@ async fn with_redis_stopped_a_store_call_fails_and_the_host_serves_on() {
             redis.port
         ),
     );
+    assert_eq!(
+        answer["ComponentFaultCode"], 100,
+        "the SDK's INTERNAL: {answer}"
+    );
     // Other clusters serve meanwhile, and the instance was not replaced:
     // the call got an error, not a deadline.
     let (status, answer) = s
