@@ -277,11 +277,12 @@ async fn expired_entries_are_invisible_and_their_room_is_given_back() {
     };
     let store = open(&redis, Limits::entries(2));
     let t = later();
+    // "keep" first: a write after "job/1" could already reclaim it.
+    store.set(101, "keep", b"forever", None, t).await.unwrap();
     store
         .set(101, "job/1", b"Queued", Some(1), t)
         .await
         .unwrap();
-    store.set(101, "keep", b"forever", None, t).await.unwrap();
     until_gone(&store, 101, "job/1").await;
     assert_eq!(store.keys(101, "", t).await.unwrap(), ["keep"]);
     assert_eq!(store.expires_at(101, "job/1", t).await.unwrap(), None);
@@ -326,12 +327,15 @@ async fn writes_reclaim_a_bounded_number_of_expired_entries_and_more_before_refu
     };
     let store = open(&redis, limits);
     let t = later();
+    // A TTL of 2 s: the 100 writes end before any of them expires (a
+    // write in the second an entry expires would reclaim it).
     for i in 0..100 {
         store
-            .set(102, &format!("k{i}"), b"v", Some(1), t)
+            .set(102, &format!("k{i}"), b"v", Some(2), t)
             .await
             .unwrap();
     }
+    assert_eq!(store.usage(Some(102), t).await.unwrap().entries, 100);
     until_gone(&store, 102, "k99").await;
     // Any write reclaims SWEEP expired entries.
     store.set(103, "a", b"v", None, t).await.unwrap();
