@@ -432,9 +432,25 @@ fn default_http_timeout_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StoreConfig {
+    /// Where the store lives. Absent: in memory, or in the redb file
+    /// `persist` names when it is given (one host's own state). `redis`:
+    /// on a Redis server, so several hosts serving the cluster share it.
+    pub backend: Option<StoreBackend>,
     /// A redb file (relative to the config file) that keeps the store
     /// across restarts. In memory when absent.
     pub persist: Option<PathBuf>,
+    /// The Redis server (`backend = "redis"`), e.g.
+    /// `redis://127.0.0.1:6379/0`; a password in it is never logged.
+    pub url: Option<String>,
+    /// What every Redis key of this store starts with (`backend =
+    /// "redis"`); default `wasp:<cluster>:`. Hosts share a cluster's store
+    /// when they use the same server, database and prefix.
+    pub prefix: Option<String>,
+    /// How long one store call may wait for Redis (connecting included)
+    /// before it fails with `store: unavailable: ...` (`backend =
+    /// "redis"`); default [`DEFAULT_STORE_TIMEOUT_MS`]. The request's own
+    /// deadline cuts it shorter.
+    pub timeout_ms: Option<u64>,
     /// Keys at most, all tenants together.
     #[serde(default = "default_max_entries")]
     pub max_entries: usize,
@@ -450,7 +466,100 @@ pub struct StoreConfig {
     pub max_bytes_per_tenant: Option<u64>,
 }
 
+/// Where a cluster's store lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// This process's memory: gone at exit.
+    Memory,
+    /// A redb file (`persist`): one host's, kept across restarts.
+    Redb,
+    /// A Redis server (`url`): shared by every host that names it.
+    Redis,
+}
+
+/// A store call on Redis waits at most 1 s by default: long enough for a
+/// busy server, short enough that a plugin gets its error well before a
+/// default 5 s request deadline.
+pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 1000;
+
 impl StoreConfig {
+    /// The backend: as given, else redb with `persist`, else memory.
+    pub fn backend(&self) -> StoreBackend {
+        self.backend.unwrap_or(if self.persist.is_some() {
+            StoreBackend::Redb
+        } else {
+            StoreBackend::Memory
+        })
+    }
+
+    /// The Redis key prefix for cluster `name`.
+    pub fn prefix(&self, name: &str) -> String {
+        self.prefix
+            .clone()
+            .unwrap_or_else(|| format!("wasp:{name}:"))
+    }
+
+    /// The bound of one store call on Redis.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.unwrap_or(DEFAULT_STORE_TIMEOUT_MS))
+    }
+
+    /// Problems with the backend's own keys, each located under `at`
+    /// (`clusters.<name>.store`). Parses the URL; never connects.
+    fn validate_backend(&self, at: &str, problems: &mut Vec<String>) {
+        let backend = self.backend();
+        if backend != StoreBackend::Redis {
+            for (key, given) in [
+                ("url", self.url.is_some()),
+                ("prefix", self.prefix.is_some()),
+                ("timeout-ms", self.timeout_ms.is_some()),
+            ] {
+                if given {
+                    problems.push(format!("{at}.{key}: only for backend = \"redis\""));
+                }
+            }
+        }
+        match backend {
+            StoreBackend::Memory if self.persist.is_some() => problems.push(format!(
+                "{at}.persist: a memory store keeps no file (use backend = \"redb\", or remove \
+                 persist)"
+            )),
+            StoreBackend::Redb if self.persist.is_none() => problems.push(format!(
+                "{at}.persist: backend = \"redb\" needs the file, e.g. persist = \"store.redb\""
+            )),
+            StoreBackend::Redis => {
+                if self.persist.is_some() {
+                    problems.push(format!(
+                        "{at}.persist: a Redis store keeps no file (remove persist, or use \
+                         backend = \"redb\")"
+                    ));
+                }
+                match &self.url {
+                    None => problems.push(format!(
+                        "{at}.url: backend = \"redis\" needs the server, e.g. url = \
+                         \"redis://127.0.0.1:6379/0\""
+                    )),
+                    Some(url) => {
+                        if let Err(why) = crate::store::redis_backend::check_url(url) {
+                            problems.push(format!("{at}.url: {why}"));
+                        }
+                    }
+                }
+                if self.prefix.as_deref() == Some("") {
+                    problems.push(format!(
+                        "{at}.prefix: must not be empty (the store's keys need a namespace of \
+                         their own)"
+                    ));
+                }
+                if let Some(ms) = self.timeout_ms {
+                    check_range(problems, at, "timeout-ms", ms, 1, 60_000);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The store's bounds for a cluster serving `tenants` tenants.
     pub fn limits(&self, tenants: usize) -> crate::store::Limits {
         let tenants = tenants.max(1) as u64;
@@ -815,6 +924,7 @@ impl Config {
                 }
             }
             if let Some(store) = &c.store {
+                store.validate_backend(&format!("{at}.store"), &mut problems);
                 check_range(
                     &mut problems,
                     &at,
@@ -985,6 +1095,66 @@ mod tests {
         assert_eq!(c.server.body_read_timeout(), Duration::from_secs(60));
         assert_eq!(c.server.idle_timeout(), Duration::from_secs(60));
         assert_eq!(c.server.write_timeout(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_store_backend_is_chosen_and_checked_with_its_place() {
+        let with = |store: &str| {
+            Config::parse(
+                &format!("{GOOD}\n[clusters.fax.store]\n{store}"),
+                Path::new("."),
+            )
+        };
+        let c = with("").unwrap();
+        let s = c.clusters["fax"].store.as_ref().unwrap();
+        assert_eq!(s.backend(), StoreBackend::Memory);
+        let c = with("persist = \"f.redb\"").unwrap();
+        let s = c.clusters["fax"].store.as_ref().unwrap();
+        assert_eq!(s.backend(), StoreBackend::Redb);
+        let c = with("backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"").unwrap();
+        let s = c.clusters["fax"].store.as_ref().unwrap();
+        assert_eq!(s.backend(), StoreBackend::Redis);
+        assert_eq!(s.prefix("fax"), "wasp:fax:");
+        assert_eq!(s.timeout(), Duration::from_millis(DEFAULT_STORE_TIMEOUT_MS));
+        for (store, problem) in [
+            (
+                "backend = \"redis\"",
+                "clusters.fax.store.url: backend = \"redis\" needs the server",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"http://x\"",
+                "clusters.fax.store.url: 'http://x' is not a Redis URL",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://u:secret@h:1/0\"\nprefix = \"\"\n\
+                 timeout-ms = 0\npersist = \"f.redb\"",
+                "clusters.fax.store.prefix: must not be empty",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1/0\"\ntimeout-ms = 0",
+                "clusters.fax.store.timeout-ms: 0 is outside 1..=60000",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1/0\"\npersist = \"f.redb\"",
+                "clusters.fax.store.persist: a Redis store keeps no file",
+            ),
+            (
+                "url = \"redis://h:1/0\"",
+                "clusters.fax.store.url: only for backend = \"redis\"",
+            ),
+            (
+                "backend = \"redb\"",
+                "clusters.fax.store.persist: backend = \"redb\" needs the file",
+            ),
+            (
+                "backend = \"memory\"\npersist = \"f.redb\"",
+                "clusters.fax.store.persist: a memory store keeps no file",
+            ),
+        ] {
+            let e = with(store).unwrap_err().to_string();
+            assert!(e.contains(problem), "{store}: {e}");
+            assert!(!e.contains("secret"), "a password in a message: {e}");
+        }
     }
 
     #[test]

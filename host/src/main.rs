@@ -420,12 +420,16 @@ async fn check(path: PathBuf) -> Result<()> {
             }
         );
         if let Some(store) = &generation.config.clusters[&*cluster.name].store {
-            match &store.persist {
-                Some(file) => println!(
+            match (&store.persist, store.backend()) {
+                (_, wasp::config::StoreBackend::Redis) => println!(
+                    "  store: Redis, keys under '{}', not connected (check touches no state)",
+                    store.prefix(&cluster.name)
+                ),
+                (Some(file), _) => println!(
                     "  store: {} not opened (check touches no state)",
                     generation.config.base_dir.join(file).display()
                 ),
-                None => println!("  store: in memory"),
+                (None, _) => println!("  store: in memory"),
             }
         }
     }

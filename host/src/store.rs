@@ -1,6 +1,8 @@
 //! The key-value store capability (`wasp:esp/store`): one store per
 //! cluster, shared by all its instances, keys scoped by tenant. In memory by
-//! default; with `persist` in a redb file, so it survives a restart.
+//! default; with `persist` in a redb file, so it survives a restart; with
+//! `backend = "redis"` on a Redis server, so several hosts share it
+//! ([`redis_backend`]). Instances reach any of them through [`Store`].
 //!
 //! Bounds: keys up to [`MAX_KEY`] bytes, values up to [`MAX_VALUE`] bytes,
 //! and the cluster's [`Limits`]: keys and bytes (key + value) per tenant and
@@ -24,6 +26,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+pub mod redis_backend;
 
 /// Which stores starting a gateway opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +75,9 @@ pub enum Error {
     /// The file failed.
     #[error("store: {0}")]
     Db(String),
+    /// The Redis server did not answer in time, or the connection failed.
+    #[error("store: unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<Error> for String {
@@ -307,33 +314,24 @@ impl Writer<'_> {
         let c = self.tx.usage(None)?;
         if old.is_none() {
             if t.entries >= l.max_entries_per_tenant {
-                return Ok(Some(format!(
-                    "tenant {tenant} has {} keys, its limit (store.max-entries-per-tenant)",
-                    t.entries
-                )));
+                return Ok(Some(full_entries_per_tenant(tenant, t.entries)));
             }
             if c.entries >= l.max_entries {
-                return Ok(Some(format!(
-                    "the cluster's store has {} keys, its limit (store.max-entries)",
-                    c.entries
-                )));
+                return Ok(Some(full_entries(c.entries)));
             }
         }
         let grow = new.saturating_sub(old.unwrap_or(0));
         if grow > 0 {
             if t.bytes.saturating_add(grow) > l.max_bytes_per_tenant {
-                return Ok(Some(format!(
-                    "tenant {tenant} uses {} of its {} bytes and this write needs {grow} more \
-                     (store.max-bytes-per-tenant)",
-                    t.bytes, l.max_bytes_per_tenant
+                return Ok(Some(full_bytes_per_tenant(
+                    tenant,
+                    t.bytes,
+                    l.max_bytes_per_tenant,
+                    grow,
                 )));
             }
             if c.bytes.saturating_add(grow) > l.max_bytes {
-                return Ok(Some(format!(
-                    "the cluster's store uses {} of its {} bytes and this write needs {grow} more \
-                     (store.max-bytes)",
-                    c.bytes, l.max_bytes
-                )));
+                return Ok(Some(full_bytes(c.bytes, l.max_bytes, grow)));
             }
         }
         Ok(None)
@@ -364,6 +362,31 @@ impl Writer<'_> {
             .put(tenant, key, value, expires, old.map(|e| e.expires))?;
         self.account(tenant, old_cost, Some(new_cost))
     }
+}
+
+// What a write over each bound says; shared with the Redis store, so the
+// plugin reads the same words whichever backend the cluster uses.
+
+fn full_entries_per_tenant(tenant: u32, entries: u64) -> String {
+    format!("tenant {tenant} has {entries} keys, its limit (store.max-entries-per-tenant)")
+}
+
+fn full_entries(entries: u64) -> String {
+    format!("the cluster's store has {entries} keys, its limit (store.max-entries)")
+}
+
+fn full_bytes_per_tenant(tenant: u32, bytes: u64, limit: u64, grow: u64) -> String {
+    format!(
+        "tenant {tenant} uses {bytes} of its {limit} bytes and this write needs {grow} more \
+         (store.max-bytes-per-tenant)"
+    )
+}
+
+fn full_bytes(bytes: u64, limit: u64, grow: u64) -> String {
+    format!(
+        "the cluster's store uses {bytes} of its {limit} bytes and this write needs {grow} more \
+         (store.max-bytes)"
+    )
 }
 
 /// The memory backend.
@@ -821,6 +844,128 @@ impl ClusterStore {
                 let tx = db.begin_read().map_err(db_err)?;
                 read_usage(&tx.open_table(USAGE).map_err(db_err)?, tenant)
             }
+        }
+    }
+}
+
+/// A cluster's store as its instances use it: this process's own (memory
+/// or redb), or one on Redis that several hosts share. The local store's
+/// calls are quick and need no deadline; a Redis call gives up at its
+/// `timeout-ms` or at `deadline` (the request's), whichever comes first.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Local(std::sync::Arc<ClusterStore>),
+    Redis(std::sync::Arc<redis_backend::RedisStore>),
+}
+
+impl Store {
+    pub fn limits(&self) -> Limits {
+        match self {
+            Store::Local(s) => s.limits(),
+            Store::Redis(r) => r.limits(),
+        }
+    }
+
+    pub async fn get(
+        &self,
+        tenant: u32,
+        key: &str,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        match self {
+            Store::Local(s) => s.get(tenant, key),
+            Store::Redis(r) => r.get(tenant, key, deadline).await,
+        }
+    }
+
+    pub async fn set(
+        &self,
+        tenant: u32,
+        key: &str,
+        value: &[u8],
+        ttl: Option<u32>,
+        deadline: std::time::Instant,
+    ) -> Result<(), Error> {
+        match self {
+            Store::Local(s) => s.set(tenant, key, value, ttl),
+            Store::Redis(r) => r.set(tenant, key, value, ttl, deadline).await,
+        }
+    }
+
+    pub async fn delete(
+        &self,
+        tenant: u32,
+        key: &str,
+        deadline: std::time::Instant,
+    ) -> Result<bool, Error> {
+        match self {
+            Store::Local(s) => s.delete(tenant, key),
+            Store::Redis(r) => r.delete(tenant, key, deadline).await,
+        }
+    }
+
+    pub async fn increment(
+        &self,
+        tenant: u32,
+        key: &str,
+        delta: i64,
+        deadline: std::time::Instant,
+    ) -> Result<i64, Error> {
+        match self {
+            Store::Local(s) => s.increment(tenant, key, delta),
+            Store::Redis(r) => r.increment(tenant, key, delta, deadline).await,
+        }
+    }
+
+    pub async fn compare_and_swap(
+        &self,
+        tenant: u32,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        deadline: std::time::Instant,
+    ) -> Result<bool, Error> {
+        match self {
+            Store::Local(s) => s.compare_and_swap(tenant, key, expected, new),
+            Store::Redis(r) => {
+                r.compare_and_swap(tenant, key, expected, new, deadline)
+                    .await
+            }
+        }
+    }
+
+    pub async fn keys(
+        &self,
+        tenant: u32,
+        prefix: &str,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<String>, Error> {
+        match self {
+            Store::Local(s) => s.keys(tenant, prefix),
+            Store::Redis(r) => r.keys(tenant, prefix, deadline).await,
+        }
+    }
+
+    pub async fn expires_at(
+        &self,
+        tenant: u32,
+        key: &str,
+        deadline: std::time::Instant,
+    ) -> Result<Option<u64>, Error> {
+        match self {
+            Store::Local(s) => s.expires_at(tenant, key),
+            Store::Redis(r) => r.expires_at(tenant, key, deadline).await,
+        }
+    }
+
+    pub async fn usage(
+        &self,
+        tenant: Option<u32>,
+        deadline: std::time::Instant,
+    ) -> Result<Usage, Error> {
+        match self {
+            Store::Local(s) => s.usage(tenant),
+            Store::Redis(r) => r.usage(tenant, deadline).await,
         }
     }
 }

@@ -232,6 +232,47 @@ fn check_opens_no_store_file_so_a_running_host_keeps_its_own() {
     );
 }
 
+/// `wasp check` does not connect to a Redis store: it would change no
+/// state, but a check must not depend on (or load) a shared server.
+#[test]
+fn check_does_not_connect_to_a_redis_store() {
+    let dir = tempfile::tempdir().unwrap();
+    // Something listening where the store's Redis would be: it would see
+    // a connection.
+    let redis = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            r#"
+            [clusters.fax]
+            service = "Fax"
+            component = "builtin:fax"
+            tenants = [101]
+            [clusters.fax.store]
+            backend = "redis"
+            url = "redis://{}/0"
+            "#,
+            redis.local_addr().unwrap()
+        ),
+    );
+    let out = wasp().arg("check").arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("store: Redis, keys under 'wasp:fax:', not connected"),
+        "{stdout}"
+    );
+    redis.set_nonblocking(true).unwrap();
+    assert!(
+        matches!(redis.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "check connected to Redis"
+    );
+}
+
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {

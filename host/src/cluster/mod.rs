@@ -159,7 +159,7 @@ impl Cluster {
         name: &str,
         metrics: &Metrics,
         stores: crate::store::Open,
-        shared: Option<Arc<crate::store::ClusterStore>>,
+        shared: Option<crate::store::Store>,
     ) -> Result<Cluster> {
         let base_dir = &config.base_dir;
         let result_bytes = config.server.max_body_bytes;
@@ -180,16 +180,27 @@ impl Cluster {
             (None, _) => None,
             (Some(_), Some(shared)) => Some(shared),
             (Some(sc), None) => {
+                use crate::config::StoreBackend;
+                use crate::store::{ClusterStore, Open, Store};
                 let limits = sc.limits(tenants.len());
-                Some(Arc::new(match (&sc.persist, stores) {
-                    (Some(path), crate::store::Open::Persisted) => {
-                        crate::store::ClusterStore::file(&base_dir.join(path), limits)
-                            .with_context(|| {
-                                format!("open the store {}", base_dir.join(path).display())
-                            })?
+                Some(match (sc.backend(), &sc.persist, &sc.url, stores) {
+                    (StoreBackend::Redb, Some(path), _, Open::Persisted) => Store::Local(Arc::new(
+                        ClusterStore::file(&base_dir.join(path), limits).with_context(|| {
+                            format!("open the store {}", base_dir.join(path).display())
+                        })?,
+                    )),
+                    (StoreBackend::Redis, _, Some(url), Open::Persisted) => {
+                        let redis = crate::store::redis_backend::RedisStore::open(
+                            url,
+                            sc.prefix(name),
+                            limits,
+                            sc.timeout(),
+                        )
+                        .with_context(|| format!("cluster '{name}': the store on Redis"))?;
+                        Store::Redis(Arc::new(redis))
                     }
-                    _ => crate::store::ClusterStore::memory(limits),
-                }))
+                    _ => Store::Local(Arc::new(ClusterStore::memory(limits))),
+                })
             }
         };
         let spec = InstanceSpec {
@@ -303,8 +314,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// The cluster's store, when granted.
+    /// The cluster's own store (memory or redb), when granted; `None`
+    /// for a store on Redis too (see [`Cluster::store_handle`]).
     pub fn store(&self) -> Option<&Arc<crate::store::ClusterStore>> {
+        match &self.spec.store {
+            Some(crate::store::Store::Local(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The cluster's store as its instances use it, whatever the backend.
+    pub fn store_handle(&self) -> Option<&crate::store::Store> {
         self.spec.store.as_ref()
     }
 

@@ -24,7 +24,7 @@ pub struct InstanceSpec {
     /// The cluster's `config` table, readable through `wasp:esp/config`.
     pub config: Arc<BTreeMap<String, String>>,
     /// The cluster's store, when granted.
-    pub store: Option<Arc<crate::store::ClusterStore>>,
+    pub store: Option<crate::store::Store>,
     /// Hosts the cluster may call over HTTP (none: every request denied).
     pub http: Arc<super::http::HttpGrant>,
     /// The cluster's budget of log lines.
@@ -172,8 +172,8 @@ impl bindings::wasp::esp::config::Host for HostState {
 
 impl HostState {
     /// The store and the tenant it is scoped to, or why there is none.
-    fn store(&self) -> Result<(&crate::store::ClusterStore, u32), String> {
-        let store = self.spec.store.as_deref().ok_or_else(|| {
+    fn store(&self) -> Result<(&crate::store::Store, u32), String> {
+        let store = self.spec.store.as_ref().ok_or_else(|| {
             format!(
                 "store: not granted to cluster '{}' (add [clusters.{}.store] to the config)",
                 self.spec.cluster, self.spec.cluster
@@ -186,50 +186,57 @@ impl HostState {
     }
 }
 
+/// Each call passes the request's deadline: a store on Redis gives up
+/// before it, so the plugin gets an error rather than its instance being
+/// cut off.
 impl bindings::wasp::esp::store::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.get(tenant, &key)?)
+        Ok(store.get(tenant, &key, self.deadline).await?)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         let (store, tenant) = self.store()?;
-        Ok(store.set(tenant, &key, &value, None)?)
+        Ok(store.set(tenant, &key, &value, None, self.deadline).await?)
     }
 
-    fn delete(&mut self, key: String) -> Result<bool, String> {
+    async fn delete(&mut self, key: String) -> Result<bool, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.delete(tenant, &key)?)
+        Ok(store.delete(tenant, &key, self.deadline).await?)
     }
 
-    fn keys(&mut self, prefix: String) -> Result<Vec<String>, String> {
+    async fn keys(&mut self, prefix: String) -> Result<Vec<String>, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.keys(tenant, &prefix)?)
+        Ok(store.keys(tenant, &prefix, self.deadline).await?)
     }
 
-    fn set_with_ttl(
+    async fn set_with_ttl(
         &mut self,
         key: String,
         value: Vec<u8>,
         ttl_seconds: u32,
     ) -> Result<(), String> {
         let (store, tenant) = self.store()?;
-        Ok(store.set(tenant, &key, &value, Some(ttl_seconds))?)
+        Ok(store
+            .set(tenant, &key, &value, Some(ttl_seconds), self.deadline)
+            .await?)
     }
 
-    fn increment(&mut self, key: String, delta: i64) -> Result<i64, String> {
+    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.increment(tenant, &key, delta)?)
+        Ok(store.increment(tenant, &key, delta, self.deadline).await?)
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &mut self,
         key: String,
         expected: Option<Vec<u8>>,
         new: Vec<u8>,
     ) -> Result<bool, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.compare_and_swap(tenant, &key, expected.as_deref(), &new)?)
+        Ok(store
+            .compare_and_swap(tenant, &key, expected.as_deref(), &new, self.deadline)
+            .await?)
     }
 }
 
