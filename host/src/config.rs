@@ -62,6 +62,9 @@ pub struct Config {
     /// The file as TOML values, to tell which sections a reload changed.
     #[serde(skip)]
     pub raw: toml::Table,
+    /// Brokers for kafka capture points that name none (`--kafka`).
+    #[serde(skip)]
+    pub kafka: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -124,7 +124,9 @@ impl Generation {
                 let path = cc.store.as_ref()?.persist.as_ref()?;
                 p.clusters.iter().find_map(|(n, c)| {
                     let theirs = p.config.clusters.get(n)?.store.as_ref()?.persist.as_ref()?;
-                    (theirs == path).then(|| c.store_handle().cloned()).flatten()
+                    (theirs == path)
+                        .then(|| c.store_handle().cloned())
+                        .flatten()
                 })
             });
             match Cluster::start_sharing(runtime, &config, name, metrics, stores, shared).await {

@@ -46,6 +46,10 @@ enum Command {
         /// `data-dir`; default `./wasp-data`).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Kafka brokers (`host:port[,host:port]`) for kafka capture points
+        /// that name none; without, those are not started.
+        #[arg(long)]
+        kafka: Option<String>,
     },
     /// Load and instantiate everything a config names, then exit: non-zero
     /// with the reasons if anything is wrong.
@@ -110,7 +114,8 @@ fn main() -> ExitCode {
                 config,
                 listen,
                 data_dir,
-            } => run(config, listen, data_dir).await,
+                kafka,
+            } => run(config, listen, data_dir, kafka).await,
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::tools::bench::run(args).await,
             Command::NodeSim(args) => wasp::tools::node_sim::run(*args).await,
@@ -134,8 +139,14 @@ fn load(path: &std::path::Path) -> Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))
 }
 
-async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> Result<()> {
+async fn run(
+    path: PathBuf,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    kafka: Option<String>,
+) -> Result<()> {
     let mut config = load(&path)?;
+    config.kafka = kafka.clone();
     // Relative to where wasp runs, as command-line paths are.
     let data_dir = data_dir.map(|dir| std::path::absolute(&dir).unwrap_or(dir));
     if let Some(dir) = &data_dir {
@@ -159,7 +170,7 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf
     let host = Arc::new(Host::start(config).await.context("cannot start")?);
     // Reloads read the same file (with the same --data-dir); the file and
     // the components it names are watched.
-    host.reloads.set_source(path.clone(), data_dir);
+    host.reloads.set_source(path.clone(), data_dir, kafka);
     wasp::reload::watch(host.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -194,6 +205,18 @@ async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf
                 cp.pattern,
                 cp.directory.join(&cp.config.inbound).display()
             ),
+            wasp::capture::config::Adapter::Kafka => match &cp.brokers {
+                Some(brokers) => println!(
+                    "  capture point {:<8} kafka with {}: topic {} on {brokers}",
+                    cp.name,
+                    cp.codec_source,
+                    cp.config.topic.as_deref().unwrap_or(&cp.name)
+                ),
+                None => println!(
+                    "  capture point {:<8} kafka: not started, no broker (give --kafka HOST:PORT)",
+                    cp.name
+                ),
+            },
             wasp::capture::config::Adapter::Http => println!(
                 "  capture point {:<8} http with {}: POST http://{local}/v1/capture/{}/<operation>",
                 cp.name, cp.codec_source, cp.name

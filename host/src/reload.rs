@@ -73,8 +73,9 @@ pub struct ReloadReport {
 /// The host's reload bookkeeping.
 #[derive(Debug, Default)]
 pub struct Reloads {
-    /// Where the config comes from, and the `--data-dir` given.
-    source: Mutex<Option<(PathBuf, Option<PathBuf>)>>,
+    /// Where the config comes from, and the `--data-dir` and `--kafka`
+    /// given.
+    source: Mutex<Option<Source>>,
     /// One reload at a time.
     running: tokio::sync::Mutex<()>,
     history: Mutex<VecDeque<ReloadReport>>,
@@ -87,15 +88,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The config file and what the command line set over it.
+#[derive(Debug, Clone)]
+struct Source {
+    path: PathBuf,
+    data_dir: Option<PathBuf>,
+    kafka: Option<String>,
+}
+
 impl Reloads {
-    /// Reloads read `path` (and apply `data_dir` over it, as at start).
-    pub fn set_source(&self, path: PathBuf, data_dir: Option<PathBuf>) {
-        *lock(&self.source) = Some((path, data_dir));
+    /// Reloads read `path` (and apply `data_dir` and `kafka` over it, as
+    /// at start).
+    pub fn set_source(&self, path: PathBuf, data_dir: Option<PathBuf>, kafka: Option<String>) {
+        *lock(&self.source) = Some(Source {
+            path,
+            data_dir,
+            kafka,
+        });
     }
 
     /// The config file reloads read, if any.
     pub fn source(&self) -> Option<PathBuf> {
-        lock(&self.source).as_ref().map(|(p, _)| p.clone())
+        lock(&self.source).as_ref().map(|s| s.path.clone())
     }
 
     /// Reloads so far, oldest first.
@@ -138,7 +152,12 @@ impl Host {
     /// answer says so.
     pub async fn reload(&self, trigger: Trigger) -> ReloadReport {
         let source = lock(&self.reloads.source).clone();
-        let Some((path, data_dir)) = source else {
+        let Some(Source {
+            path,
+            data_dir,
+            kafka,
+        }) = source
+        else {
             return self.refused(
                 trigger,
                 Instant::now(),
@@ -158,6 +177,7 @@ impl Host {
         if let Some(dir) = data_dir {
             config.data_dir = Some(dir);
         }
+        config.kafka = kafka;
         self.apply(config, trigger, started).await
     }
 

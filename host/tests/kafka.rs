@@ -8,10 +8,8 @@ mod broker;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use broker::Broker;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message as _};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use broker::{Broker, committed, read};
+use rdkafka::Offset;
 use tokio_util::sync::CancellationToken;
 use wasp::capture::kafka::{KafkaConfig, KafkaSource, Message};
 
@@ -51,56 +49,6 @@ async fn take(source: &mut KafkaSource, n: usize) -> Vec<Message> {
     .await
     .unwrap_or_else(|_| panic!("only {} of {n} messages came", got.len()));
     got
-}
-
-/// The group's committed offset of `topic`/`partition`, asked of the broker.
-fn committed(broker: &Broker, group: &str, topic: &str, partition: i32) -> Offset {
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    let got = client
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
-    got.find_partition(topic, partition).unwrap().offset()
-}
-
-/// The messages of `topic` until `n` different payloads came, each payload
-/// once (at-least-once: a payload may come twice): (key, headers, payload).
-type Read = (Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>, Vec<u8>);
-async fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Read> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
-        .set("group.id", format!("reader-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(EVENT_WITHIN, async {
-        while out.len() < n {
-            let m = consumer.recv().await.unwrap();
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let payload = m.payload().unwrap_or_default().to_vec();
-            if !out.iter().any(|(_, _, p): &Read| *p == payload) {
-                out.push((m.key().map(<[u8]>::to_vec), headers, payload));
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()));
-    out
 }
 
 fn header<'a>(headers: &'a [(String, Option<Vec<u8>>)], key: &str) -> Option<&'a [u8]> {

@@ -27,6 +27,9 @@ pub enum Adapter {
     /// Requests to wasp's HTTP listener: the Genesys SOAP web service
     /// and JSON (`/v1/capture/{name}/...`), answered once the node did.
     Http,
+    /// Messages on a Kafka topic (the JMS-style capture point), shared by
+    /// every wasp in the consumer group.
+    Kafka,
 }
 
 impl Adapter {
@@ -34,6 +37,7 @@ impl Adapter {
         match self {
             Adapter::File => "file",
             Adapter::Http => "http",
+            Adapter::Kafka => "kafka",
         }
     }
 }
@@ -94,6 +98,19 @@ pub struct CaptureConfig {
     /// finished. Meanwhile the item stays in `inbound/`.
     #[serde(default = "default_node_wait_ms")]
     pub node_wait_ms: u64,
+    /// kafka: `host:port[,host:port]`; without it (and without
+    /// `--kafka`), a kafka capture point is not started.
+    pub brokers: Option<String>,
+    /// kafka: the inbound topic (default the capture point's name).
+    pub topic: Option<String>,
+    /// kafka: a copy of each finished message goes here, when set.
+    pub processed_topic: Option<String>,
+    /// kafka: refused messages (default `<topic>.error`).
+    pub error_topic: Option<String>,
+    /// kafka: replies and notifications (default `<topic>.notification`).
+    pub notification_topic: Option<String>,
+    /// kafka: the consumer group (default `wasp-<name>`).
+    pub group: Option<String>,
     /// What the capture point's state file may hold
     /// (`[captures.<name>.state]`).
     #[serde(default)]
@@ -248,9 +265,43 @@ impl CaptureConfig {
             ));
         }
         problems.extend(self.state.problems(&format!("{at}.state")));
+        if self.adapter == Adapter::Kafka {
+            let brokers = self.brokers.as_deref().unwrap_or("127.0.0.1:9092");
+            if let Err(found) = self.kafka(name, brokers).validate() {
+                for p in found {
+                    let field = match p.field {
+                        "inbound" => "topic",
+                        "processed" => "processed-topic",
+                        "error" => "error-topic",
+                        "notification" => "notification-topic",
+                        "max-message-bytes" => "max-file-bytes",
+                        other => other,
+                    };
+                    problems.push(format!("{at}.{field}: {}", p.problem));
+                }
+            }
+        }
         if let Err(mut found) = self.mapper(name, tenants) {
             problems.append(&mut found);
         }
+    }
+
+    /// The Kafka adapter's settings for this capture point.
+    pub fn kafka(&self, name: &str, brokers: &str) -> crate::capture::kafka::KafkaConfig {
+        let topic = self.topic.clone().unwrap_or_else(|| name.to_string());
+        let group = self.group.clone().unwrap_or_else(|| format!("wasp-{name}"));
+        let mut k = crate::capture::kafka::KafkaConfig::new(brokers, &topic, &group);
+        k.processed = self.processed_topic.clone();
+        if let Some(t) = &self.error_topic {
+            k.error = t.clone();
+        }
+        if let Some(t) = &self.notification_topic {
+            k.notification = t.clone();
+        }
+        k.batch = self.batch;
+        k.max_in_flight = self.max_in_flight.max(self.batch);
+        k.max_message_bytes = self.max_file_bytes as usize;
+        k
     }
 
     /// The tenant mapper of this capture point.

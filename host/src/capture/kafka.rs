@@ -277,6 +277,19 @@ fn check_topic(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn status_of(shared: &Shared, group: &str) -> KafkaStatus {
+    let mut partitions: Vec<i32> = shared.book().parts.keys().map(|(_, p)| *p).collect();
+    partitions.sort_unstable();
+    KafkaStatus {
+        topics: shared.topics.clone(),
+        group: group.to_string(),
+        broker_up: shared.broker_up.load(Ordering::SeqCst),
+        lag: *shared.lag.lock().unwrap_or_else(|e| e.into_inner()),
+        in_flight: shared.max_in_flight - shared.permits.available_permits(),
+        partitions,
+    }
+}
+
 /// One problem of a [`KafkaConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -873,16 +886,14 @@ impl KafkaSource {
 
     /// Its figures now.
     pub fn status(&self) -> KafkaStatus {
-        let mut partitions: Vec<i32> = self.shared.book().parts.keys().map(|(_, p)| *p).collect();
-        partitions.sort_unstable();
-        KafkaStatus {
-            topics: self.shared.topics.clone(),
-            group: self.cfg.group.clone(),
-            broker_up: self.shared.broker_up.load(Ordering::SeqCst),
-            lag: *self.shared.lag.lock().unwrap_or_else(|e| e.into_inner()),
-            in_flight: self.shared.max_in_flight - self.shared.permits.available_permits(),
-            partitions,
-        }
+        status_of(&self.shared, &self.cfg.group)
+    }
+
+    /// Reads [`KafkaSource::status`] from anywhere, while the source itself
+    /// is busy in another task.
+    pub fn status_reader(&self) -> std::sync::Arc<dyn Fn() -> KafkaStatus + Send + Sync> {
+        let (shared, group) = (self.shared.clone(), self.cfg.group.clone());
+        std::sync::Arc::new(move || status_of(&shared, &group))
     }
 
     /// Stops: commits what is finished, leaves the group (its partitions

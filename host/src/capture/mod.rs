@@ -69,9 +69,14 @@ pub struct CapturePoint {
     pub directory: PathBuf,
     /// The file names taken from inbound/.
     pub pattern: String,
+    /// kafka: the brokers (the section's, else `--kafka`); `None`: the
+    /// capture point is not started.
+    pub brokers: Option<String>,
     pub stats: Stats,
     finalizer: Mutex<Option<file::Finalizer>>,
     runner: Mutex<Option<Arc<runner::Runner>>>,
+    /// kafka: where to read the source's status.
+    kafka: Mutex<Option<Arc<dyn Fn() -> kafka::KafkaStatus + Send + Sync>>>,
     /// The state file of the running pipeline: gone once every task that
     /// used it has ended (a stopped capture point's file is free).
     state: Mutex<std::sync::Weak<state::CaptureState>>,
@@ -169,6 +174,9 @@ pub struct CaptureSnapshot {
     /// Items taken and not finished yet.
     pub in_flight: u64,
     pub notifications: u64,
+    /// kafka: topics, group, broker state, lag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<kafka::KafkaStatus>,
 }
 
 impl CapturePoint {
@@ -213,9 +221,11 @@ impl CapturePoint {
             mapper,
             directory: cc.directory(name, &config.data_dir()),
             pattern,
+            brokers: cc.brokers.clone().or_else(|| config.kafka.clone()),
             stats: Stats::new(metrics, name),
             finalizer: Mutex::new(None),
             runner: Mutex::new(None),
+            kafka: Mutex::new(None),
             state: Mutex::new(std::sync::Weak::new()),
             started: std::sync::atomic::AtomicBool::new(false),
             stop: CancellationToken::new(),
@@ -252,6 +262,20 @@ impl CapturePoint {
             Adapter::File => {
                 let finalizer = pipeline::start_file(self.clone(), nodes, tenants, stop)?;
                 *self.finalizer.lock().unwrap_or_else(|e| e.into_inner()) = Some(finalizer);
+            }
+            Adapter::Kafka => {
+                let Some(brokers) = &self.brokers else {
+                    tracing::warn!(capture = %self.name, "kafka capture point not started: no brokers (give `brokers` or --kafka HOST:PORT)");
+                    return Ok(());
+                };
+                let status = pipeline::start_kafka(
+                    self.clone(),
+                    self.config.kafka(&self.name, brokers),
+                    nodes,
+                    tenants,
+                    stop,
+                )?;
+                *self.kafka.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
             }
             Adapter::Http => {
                 std::fs::create_dir_all(&self.directory).with_context(|| {
@@ -353,6 +377,12 @@ impl CapturePoint {
             backlog,
             in_flight,
             notifications: s.notifications.get(),
+            kafka: self
+                .kafka
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|status| status()),
         }
     }
 }

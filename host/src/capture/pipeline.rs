@@ -238,6 +238,142 @@ pub(crate) fn start_file(
     Ok(finalizer)
 }
 
+/// The Kafka adapter as an outlet: replies and notifications are produced
+/// to the notification topic (keyed as the inbound message, with its
+/// `correlation-id`), refused messages to the error topic; an offset is
+/// committed once its message is finished.
+struct KafkaOutlet {
+    finisher: super::kafka::Finisher,
+}
+
+impl Outlet for KafkaOutlet {
+    type Item = super::kafka::Message;
+    const RETRY_IN_PLACE: bool = true;
+
+    fn raw(&self, m: &Self::Item) -> RawItem {
+        RawItem {
+            name: m
+                .key
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .map(|k| k.into_owned())
+                .unwrap_or_else(|| m.correlation_id.clone()),
+            headers: m.headers.clone(),
+            body: m.payload.clone(),
+        }
+    }
+
+    fn name<'a>(&self, m: &'a Self::Item) -> &'a str {
+        &m.correlation_id
+    }
+
+    fn key(&self, m: &Self::Item) -> String {
+        // A message delivered again (after a restart or a rebalance) is at
+        // the same place.
+        item_key(
+            &format!("kafka:{}/{}/{}", m.topic, m.partition, m.offset),
+            &m.payload,
+        )
+    }
+
+    async fn write_replies(&self, m: &Self::Item, doc: Vec<u8>, _replayed: bool) -> Result<()> {
+        self.finisher
+            .notify(m.key.as_deref(), &m.correlation_id, &doc)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("the replies could not be produced (the capture point stops)")
+            })
+    }
+
+    async fn complete(&self, m: Self::Item) -> Result<()> {
+        self.finisher.processed(m, None).await.map_err(|_| {
+            anyhow::anyhow!("the message could not be finished (the capture point stops)")
+        })
+    }
+
+    async fn refuse(&self, m: Self::Item, reason: String) -> Result<()> {
+        self.finisher.failed(m, &reason).await.map_err(|_| {
+            anyhow::anyhow!(
+                "the message could not be moved to the error topic (the capture point stops)"
+            )
+        })
+    }
+
+    async fn notify(&self, stem: String, doc: Vec<u8>) -> Result<()> {
+        self.finisher.notify(None, &stem, &doc).await.map_err(|_| {
+            anyhow::anyhow!("a notification could not be produced (the capture point stops)")
+        })
+    }
+}
+
+/// Opens the Kafka source and the state of `cp` and starts its tasks, as
+/// [`start_file`] does for files. Returns a reader of the source's status.
+pub(crate) fn start_kafka(
+    cp: Arc<CapturePoint>,
+    kc: super::kafka::KafkaConfig,
+    nodes: Arc<Nodes>,
+    tenants: Arc<[TenantConfig]>,
+    stop: &CancellationToken,
+) -> Result<Arc<dyn Fn() -> super::kafka::KafkaStatus + Send + Sync>> {
+    let dir = &cp.directory;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("create the capture point folder {}", dir.display()))?;
+    let batch = kc.batch;
+    let mut source = super::kafka::KafkaSource::open(kc)?;
+    let status = source.status_reader();
+    let state = Arc::new(CaptureState::open(dir, cp.config.state)?);
+    cp.started_with(&state);
+    let token = link(cp.stopped(), stop);
+    let notifications = nodes.subscribe(&cp.name);
+    let name = cp.name.clone();
+    let outlet = KafkaOutlet {
+        finisher: source.finisher(),
+    };
+    let worker = Arc::new(Worker {
+        runner: Runner::new(cp.clone(), nodes, tenants, state),
+        cp,
+        outlet,
+        waits: Mutex::new(HashMap::new()),
+    });
+    let (tx, rx) = mpsc::channel(batch);
+    {
+        let (token, stats) = (token.clone(), worker.cp.stats.clone());
+        tokio::spawn(async move {
+            'taking: loop {
+                let messages = source.next_batch(&token).await;
+                if messages.is_empty() {
+                    break;
+                }
+                for m in messages {
+                    stats.taken.inc();
+                    if tx.send(m).await.is_err() {
+                        break 'taking;
+                    }
+                }
+            }
+            // Commits what is finished and leaves the group.
+            source.close().await;
+        });
+    }
+    tokio::spawn(batcher(worker.clone(), rx, batch, token.clone()));
+    tokio::spawn(notifier(worker, notifications, token));
+    tracing::info!(capture = %name, "kafka capture point started");
+    Ok(status)
+}
+
+/// A token cancelled when either `own` or `outer` is.
+fn link(own: &CancellationToken, outer: &CancellationToken) -> CancellationToken {
+    let (outer, token) = (outer.clone(), own.clone());
+    let linked = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = outer.cancelled() => token.cancel(),
+            () = token.cancelled() => {}
+        }
+    });
+    linked
+}
+
 /// Hands the codec what is ready, up to `batch` items per call.
 async fn batcher<O: Outlet>(
     worker: Arc<Worker<O>>,

@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Headers, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 /// How long a broker may take to answer after it started (it is ready in
 /// well under a second; this is for loaded machines).
@@ -196,4 +198,54 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The group's committed offset of `topic`/`partition`, asked of the broker.
+pub fn committed(broker: &Broker, group: &str, topic: &str, partition: i32) -> Offset {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let got = client
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    got.find_partition(topic, partition).unwrap().offset()
+}
+
+/// The messages of `topic` until `n` different payloads came, each payload
+/// once (at-least-once: a payload may come twice): (key, headers, payload).
+pub type Read = (Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>, Vec<u8>);
+pub async fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Read> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", format!("reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(READY_WITHIN * 2, async {
+        while out.len() < n {
+            let m = consumer.recv().await.unwrap();
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let payload = m.payload().unwrap_or_default().to_vec();
+            if !out.iter().any(|(_, _, p): &Read| *p == payload) {
+                out.push((m.key().map(<[u8]>::to_vec), headers, payload));
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()));
+    out
 }

@@ -85,7 +85,7 @@ pub async fn serve(clusters: &str) -> Served {
 pub async fn serve_file(path: &std::path::Path, watch: bool) -> Served {
     let config = Config::load(path).unwrap_or_else(|e| panic!("config: {e}"));
     let host = Arc::new(Host::start(config).await.expect("gateway starts"));
-    host.reloads.set_source(path.to_path_buf(), None);
+    host.reloads.set_source(path.to_path_buf(), None, None);
     if watch {
         wasp::reload::watch(host.clone());
     }
