@@ -457,14 +457,22 @@ async fn check(path: PathBuf) -> Result<()> {
         }
     }
     for cp in generation.captures.values() {
+        let source = match cp.config.adapter {
+            wasp::capture::config::Adapter::File => format!("files {} in", cp.pattern),
+            wasp::capture::config::Adapter::Kafka => format!(
+                "topic {} on {}, state in",
+                cp.config.topic.as_deref().unwrap_or(&cp.name),
+                cp.brokers.as_deref().unwrap_or("(no broker: give --kafka)")
+            ),
+            wasp::capture::config::Adapter::Http => "HTTP requests, state in".to_string(),
+        };
         println!(
-            "capture point {}: {} adapter, codec {} {} from {}, files {} in {} (not opened: check touches no state)",
+            "capture point {}: {} adapter, codec {} {} from {}, {source} {} (not opened: check touches no state)",
             cp.name,
-            cp.snapshot().adapter,
+            cp.config.adapter.as_str(),
             cp.codec.info().name,
             cp.codec.info().version,
             cp.codec_source,
-            cp.pattern,
             cp.directory.display()
         );
     }
