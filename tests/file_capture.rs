@@ -152,23 +152,7 @@ impl Scenario {
 }
 
 fn sim_args(wasp: &Wasp, node_id: &str, tenants: &[u32]) -> SimArgs {
-    SimArgs {
-        connect: vec![format!("ws://{}", wasp.addr)],
-        node_id: node_id.into(),
-        tenants: tenants.to_vec(),
-        media: vec!["workitem".into()],
-        window: 100,
-        token: None,
-        stop_after_ms: None,
-        answer_delay_ms: 0,
-        load_cluster: None,
-        load_service: String::new(),
-        load_method: String::new(),
-        load_params: "{}".into(),
-        rate: 0,
-        concurrency: 1,
-        duration: 0,
-    }
+    SimArgs::node(wasp.addr, node_id, tenants)
 }
 
 /// The replies in a notification document, as (operation, InteractionId,

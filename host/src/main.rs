@@ -337,21 +337,10 @@ fn embedded_sim(
     local: SocketAddr,
 ) -> wasp::tools::node_sim::SimArgs {
     wasp::tools::node_sim::SimArgs {
-        connect: vec![format!("ws://{local}")],
-        node_id: node.node_id.clone(),
-        tenants: node.tenants.clone(),
         media: node.media.clone(),
-        window: 100,
         token: node.token.clone(),
         stop_after_ms: node.stop_after_ms,
-        answer_delay_ms: 0,
-        load_cluster: None,
-        load_service: String::new(),
-        load_method: String::new(),
-        load_params: "{}".into(),
-        rate: 0,
-        concurrency: 1,
-        duration: 0,
+        ..wasp::tools::node_sim::SimArgs::node(local, &node.node_id, &node.tenants)
     }
 }
 

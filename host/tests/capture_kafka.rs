@@ -16,23 +16,7 @@ use rdkafka::Offset;
 use wasp::tools::node_sim::{Sim, SimArgs};
 
 fn sim(addr: std::net::SocketAddr) -> Sim {
-    Sim::spawn(SimArgs {
-        connect: vec![format!("ws://{addr}")],
-        node_id: "is-kafka".into(),
-        tenants: vec![101],
-        media: vec!["workitem".into()],
-        window: 100,
-        token: None,
-        stop_after_ms: None,
-        answer_delay_ms: 0,
-        load_cluster: None,
-        load_service: String::new(),
-        load_method: String::new(),
-        load_params: "{}".into(),
-        rate: 0,
-        concurrency: 1,
-        duration: 0,
-    })
+    Sim::spawn(SimArgs::node(addr, "is-kafka", &[101]))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,21 +16,8 @@ use wasp::tools::node_sim::{Sim, SimArgs};
 
 fn sim(s: &Served, node_id: &str, tenants: &[u32]) -> SimArgs {
     SimArgs {
-        connect: vec![format!("ws://{}", s.addr)],
-        node_id: node_id.into(),
-        tenants: tenants.to_vec(),
-        media: vec!["workitem".into()],
-        window: 100,
-        token: None,
-        stop_after_ms: None,
-        answer_delay_ms: 0,
-        load_cluster: None,
-        load_service: "Echo".into(),
-        load_method: "Echo".into(),
-        load_params: "{}".into(),
-        rate: 0,
-        concurrency: 1,
         duration: 1,
+        ..SimArgs::node(s.addr, node_id, tenants)
     }
 }
 

@@ -193,21 +193,8 @@ async fn end_to_end(files: usize) -> Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(crate::serve(listener, host.clone(), shutdown.clone()));
     let sim = Sim::spawn(SimArgs {
-        connect: vec![format!("ws://{addr}")],
-        node_id: "bench-node".into(),
-        tenants: vec![101],
-        media: vec!["workitem".into()],
         window: 1000,
-        token: None,
-        stop_after_ms: None,
-        answer_delay_ms: 0,
-        load_cluster: None,
-        load_service: String::new(),
-        load_method: String::new(),
-        load_params: "{}".into(),
-        rate: 0,
-        concurrency: 1,
-        duration: 0,
+        ..SimArgs::node(addr, "bench-node", &[101])
     });
     sim.connected(Duration::from_secs(10)).await?;
     let folder = tmp.join("data/bench");

@@ -74,6 +74,30 @@ pub struct SimArgs {
     pub duration: u64,
 }
 
+impl SimArgs {
+    /// A node (no load) connecting to `addr` as `node_id`, serving
+    /// `tenants` for media type `workitem`, window 100.
+    pub fn node(addr: impl std::fmt::Display, node_id: &str, tenants: &[u32]) -> SimArgs {
+        SimArgs {
+            connect: vec![format!("ws://{addr}")],
+            node_id: node_id.into(),
+            tenants: tenants.to_vec(),
+            media: vec!["workitem".into()],
+            window: 100,
+            token: None,
+            stop_after_ms: None,
+            answer_delay_ms: 0,
+            load_cluster: None,
+            load_service: "Echo".into(),
+            load_method: "Echo".into(),
+            load_params: "{}".into(),
+            rate: 0,
+            concurrency: 1,
+            duration: 0,
+        }
+    }
+}
+
 /// An interaction the node holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interaction {
