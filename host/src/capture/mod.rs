@@ -21,6 +21,8 @@
 //!
 //! - [`config`](mod@config): the `captures.<name>` sections.
 //! - [`file`](mod@file): the file adapter (folders, watching, moves).
+//! - [`http`](mod@http): the http adapter (Genesys native SOAP and JSON
+//!   on wasp's listener, answered once the node did).
 //! - [`state`]: the capture point's persisted state: ExternalIds and the
 //!   journal of answered operations.
 //! - [`runner`]: running one operation, whatever the adapter: tenant,
@@ -33,6 +35,7 @@
 
 pub mod config;
 pub mod file;
+pub mod http;
 pub mod pipeline;
 pub mod runner;
 pub mod state;
