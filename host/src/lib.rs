@@ -112,8 +112,20 @@ pub fn app(host: Arc<Host>) -> Router {
         host.clone(),
         loopback::require_json,
     ));
+    // Capture points with `adapter = "http"`. SOAP checks its content type
+    // itself, to answer with a SOAP fault; GET serves the WSDL.
+    let soap = post(capture::http::soap).get(capture::http::wsdl);
+    let capture_json = post(capture::http::json).route_layer(axum::middleware::from_fn_with_state(
+        host.clone(),
+        loopback::require_json,
+    ));
     Router::new()
         .route("/v1/esp/{cluster}", esp)
+        .route(
+            "/Genesys/Interaction/{capture}/WebServiceCapturePoint",
+            soap,
+        )
+        .route("/v1/capture/{capture}/{operation}", capture_json)
         .route("/v1/nodes/connect", get(node::session::connect))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))

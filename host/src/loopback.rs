@@ -14,7 +14,9 @@
 //! - **Content-Type** (JSON endpoints, [`require_json`]): only
 //!   `application/json`, which a page cannot send cross-site without a
 //!   CORS preflight that wasp never grants; `text/plain` and form bodies
-//!   can be.
+//!   can be. The SOAP capture endpoint takes XML instead ([`check_xml`]):
+//!   `text/xml` (SOAP 1.1) or `application/soap+xml`, which need the same
+//!   preflight.
 //!
 //! Refusals are fault bodies: 3004 with HTTP 403 for Host and Origin, 3000
 //! with HTTP 415 for the content type.
@@ -162,6 +164,29 @@ pub fn check_json(headers: &HeaderMap) -> Result<(), Fault> {
     .because(Cause::ContentType))
 }
 
+/// The body is declared `text/xml` or `application/soap+xml` (parameters
+/// allowed): SOAP clients send these, and a web page cannot send them
+/// cross-site without a CORS preflight that wasp never grants.
+pub fn check_xml(headers: &HeaderMap) -> Result<(), Fault> {
+    let declared = headers.get(header::CONTENT_TYPE);
+    let xml = declared
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| matches!(m.essence_str(), "text/xml" | "application/soap+xml"));
+    if xml {
+        return Ok(());
+    }
+    let got = match declared {
+        Some(v) => format!("'{}'", String::from_utf8_lossy(v.as_bytes())),
+        None => "none".into(),
+    };
+    Err(Fault::invalid(format!(
+        "Content-Type must be text/xml (got {got}): without [[tokens]] wasp takes only \
+         SOAP bodies declared as XML, which web pages cannot send to it"
+    ))
+    .because(Cause::ContentType))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +248,29 @@ mod tests {
             assert_eq!(fault.code.as_u16(), 3000);
         }
         assert!(check_json(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn soap_bodies_are_declared_xml() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            check_xml(&h)
+        };
+        assert!(with("text/xml").is_ok());
+        assert!(with("text/xml; charset=utf-8").is_ok());
+        assert!(with("application/soap+xml; charset=utf-8").is_ok());
+        for no in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/xml",
+            "text/xmlx",
+            "",
+        ] {
+            let fault = with(no).unwrap_err();
+            assert_eq!(fault.cause, Cause::ContentType, "{no}");
+        }
+        assert!(check_xml(&HeaderMap::new()).is_err());
     }
 
     #[test]

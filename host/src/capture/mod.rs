@@ -22,7 +22,9 @@
 //! - [`config`](mod@config): the `captures.<name>` sections.
 //! - [`file`](mod@file): the file adapter (folders, watching, moves).
 //! - [`kafka`]: the Kafka adapter (a consumer group, the finished-prefix
-//!   commit, output topics); not wired into a capture point yet.
+//!   commit, output topics).
+//! - [`http`](mod@http): the http adapter (Genesys native SOAP and JSON
+//!   on wasp's listener, answered once the node did).
 //! - [`state`]: the capture point's persisted state: ExternalIds and the
 //!   journal of answered operations.
 //! - [`runner`]: running one operation, whatever the adapter: tenant,
@@ -35,6 +37,7 @@
 
 pub mod config;
 pub mod file;
+pub mod http;
 pub mod kafka;
 pub mod pipeline;
 pub mod runner;

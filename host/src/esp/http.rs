@@ -34,7 +34,7 @@ pub async fn handle(
     // the answer is made.
     let (bytes, _held) = match read_body(&host, body).await {
         Ok(read) => read,
-        Err(why) => return body_refused(&host, &cluster, why),
+        Err(why) => return body_refused(&host, &format!("/v1/esp/{cluster}"), why),
     };
     let req = match super::parse(&bytes) {
         Ok(req) => req,
@@ -92,7 +92,7 @@ pub const COMPONENT_ID_LEN: usize = 12;
 
 /// Why a request body was not read whole.
 #[derive(Debug)]
-enum BodyError {
+pub(crate) enum BodyError {
     /// Over `server.max-body-bytes`.
     TooLarge,
     /// Over what all requests may hold at once.
@@ -103,9 +103,23 @@ enum BodyError {
     Broken,
 }
 
-/// The answer to a body that was not read whole: counted, and (timed out
-/// or refused for room) the connection is closed rather than drained.
-fn body_refused(host: &Host, cluster: &str, why: BodyError) -> Response {
+/// The answer to a body that was not read whole: see [`body_fault`].
+fn body_refused(host: &Host, path: &str, why: BodyError) -> Response {
+    let (fault, close) = body_fault(host, path, why);
+    let mut response = Refused::new(fault).into_response();
+    if close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The fault for a body to `path` that was not read whole, counted; and
+/// whether the connection is to be closed rather than drained (timed out,
+/// or refused for room). Every endpoint that reads a body answers with it
+/// in its own format (JSON here, SOAP for capture points).
+pub(crate) fn body_fault(host: &Host, path: &str, why: BodyError) -> (Fault, bool) {
     let server = &host.server;
     let (fault, close) = match why {
         BodyError::TooLarge => (
@@ -136,7 +150,7 @@ fn body_refused(host: &Host, cluster: &str, why: BodyError) -> Response {
             host.metrics.http.hit(
                 Limit::BodyReadTimeout,
                 format_args!(
-                    "answered 408 and closed the connection: the request body to /v1/esp/{cluster} \
+                    "answered 408 and closed the connection: the request body to {path} \
                      did not arrive within server.body-read-timeout-ms ({})",
                     server.body_read_timeout_ms
                 ),
@@ -153,17 +167,11 @@ fn body_refused(host: &Host, cluster: &str, why: BodyError) -> Response {
             false,
         ),
     };
-    let mut response = Refused::new(fault).into_response();
-    if close {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+    (fault, close)
 }
 
 /// Reads a body within `server.body-read-timeout-ms`: see [`read_bounded`].
-async fn read_body(
+pub(crate) async fn read_body(
     host: &Host,
     body: axum::body::Body,
 ) -> Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>), BodyError> {

@@ -66,6 +66,11 @@ pub async fn serve(clusters: &str) -> Served {
     if config.runtime.cache_dir.is_none() {
         config.runtime.cache_dir = Some(cache_dir());
     }
+    serve_config(config).await
+}
+
+/// Serves a gateway of `config` as it is.
+pub async fn serve_config(config: Config) -> Served {
     let host = Arc::new(Host::start(config).await.expect("gateway starts"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
