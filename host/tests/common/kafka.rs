@@ -247,5 +247,8 @@ pub async fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Read> {
     })
     .await
     .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()));
+    // Closing a consumer blocks until it left its group: not on a runtime
+    // worker, which the rest of the test needs.
+    tokio::task::spawn_blocking(move || drop(consumer));
     out
 }
