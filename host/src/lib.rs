@@ -3,7 +3,7 @@
 //! Interaction Server nodes send ESP requests (`Request3rdServer`); wasp
 //! routes each to a named **Application Cluster** whose instances are
 //! sandboxed Wasm components of one service type, so fax and IM never mix.
-//! **Capture points** take interactions in (files today), read them with
+//! **Capture points** take interactions in (files, Kafka, SOAP/JSON), read them with
 //! a sandboxed codec component, and hand each to the node serving its
 //! tenant.
 //!

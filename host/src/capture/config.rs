@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [captures.orders]
-//! adapter = "file"                  # kafka and http come later
+//! adapter = "file"                  # or "kafka", "http"
 //! codec = "builtin:genesys-xml"     # builtin:json, or a path to a codec .wasm
 //! # directory = "orders"            # default <data-dir>/<name>
 //! # pattern = "*.xml"               # default "*.<the codec's extension>"
