@@ -122,16 +122,18 @@ pub struct Usage {
     pub bytes: u64,
 }
 
-/// Where the time comes from: the wall clock, or (tests) a number.
+/// Where the time comes from: the wall clock, or (tests) a number, in
+/// seconds since the Unix epoch. Shared by the stores that expire things
+/// (this one, capture points' journals).
 #[derive(Debug)]
-enum Clock {
+pub(crate) enum Clock {
     System,
     #[cfg_attr(not(test), allow(dead_code))]
     Manual(AtomicU64),
 }
 
 impl Clock {
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         match self {
             Clock::System => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

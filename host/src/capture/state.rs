@@ -40,8 +40,10 @@
 //! `tokio::task::spawn_blocking` (a [`CaptureState`] is `Send + Sync`;
 //! share it in an `Arc`).
 
+use crate::store::Clock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
@@ -148,26 +150,6 @@ pub struct Usage {
     pub journal_items: u64,
     /// Bytes of recorded answers, all items together.
     pub journal_bytes: u64,
-}
-
-/// Where the time comes from: the wall clock, or (tests) a number.
-#[derive(Debug)]
-enum Clock {
-    System,
-    #[cfg_attr(not(test), allow(dead_code))]
-    Manual(AtomicU64),
-}
-
-impl Clock {
-    fn now(&self) -> u64 {
-        match self {
-            Clock::System => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            Clock::Manual(t) => t.load(Ordering::Relaxed),
-        }
-    }
 }
 
 /// One capture point's state file, open and locked (see the module docs).
