@@ -334,7 +334,7 @@ impl Metrics {
         );
         registry.register(
             "capture_operations",
-            "Operations of capture points by outcome: answered, error",
+            "Operations of capture points by outcome: answered, error, notification (node notifications written)",
             capture_operations.clone(),
         );
         registry.register(
