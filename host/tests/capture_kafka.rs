@@ -19,10 +19,6 @@ fn sim(addr: std::net::SocketAddr) -> Sim {
     Sim::spawn(SimArgs::node(addr, "is-kafka", &[101]))
 }
 
-// It passes when run alone, but has hung in full runs (an rdkafka client
-// closing inside the test's runtime, under investigation: see the issue
-// note); run it by hand with `cargo test --test capture_kafka -- --ignored`.
-#[ignore = "hangs intermittently in full runs; run by hand with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn messages_become_interactions_replies_and_commits() {
     let broker = Broker::start();
@@ -123,4 +119,7 @@ async fn messages_become_interactions_replies_and_commits() {
     assert_eq!(captures[0]["Adapter"], "kafka");
     assert_eq!(captures[0]["Kafka"]["Group"], "wasp-orders-kafka");
     assert_eq!(captures[0]["Errors"], 1);
+    // Stopped before the broker goes (it is dropped last).
+    drop(node);
+    s.stop().await;
 }

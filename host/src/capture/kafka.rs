@@ -101,6 +101,9 @@ const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Kafka's limit on topic names.
 const MAX_TOPIC_LEN: usize = 249;
+/// How long [`KafkaSource::close`] waits for the consumer to leave its
+/// group; past it the close goes on by itself and the source is gone.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
 /// A Kafka capture point's settings: plain data, checked by
 /// [`KafkaConfig::validate`].
@@ -594,10 +597,52 @@ impl ConsumerContext for Context {
     }
 }
 
+/// The consumer, closed on a thread of its own when its last reference
+/// goes: librdkafka's close leaves the group and waits for the broker,
+/// which must never hold a runtime worker (the commit task or the source
+/// may hold the last reference), nor, with the broker gone for good, the
+/// process or the runtime's shutdown.
+struct ClosingConsumer {
+    inner: Option<StreamConsumer<Context>>,
+    closed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::ops::Deref for ClosingConsumer {
+    type Target = StreamConsumer<Context>;
+    fn deref(&self) -> &StreamConsumer<Context> {
+        self.inner.as_ref().expect("taken only on drop")
+    }
+}
+
+impl Drop for ClosingConsumer {
+    fn drop(&mut self) {
+        let (Some(consumer), closed) = (self.inner.take(), self.closed.take()) else {
+            return;
+        };
+        let close = move || {
+            drop(consumer);
+            if let Some(closed) = closed {
+                let _ = closed.send(());
+            }
+        };
+        // A detached thread: the runtime's shutdown does not wait for it,
+        // and the process exits past it. Should no thread start, the
+        // closure, dropped with the error, has closed the consumer here.
+        if let Err(e) = std::thread::Builder::new()
+            .name("wasp-kafka-close".into())
+            .spawn(close)
+        {
+            tracing::warn!("kafka: no thread to close a consumer on ({e}); closed in place");
+        }
+    }
+}
+
 /// Where messages come from: the consumer of one capture point.
 pub struct KafkaSource {
     cfg: KafkaConfig,
-    consumer: Arc<StreamConsumer<Context>>,
+    consumer: Arc<ClosingConsumer>,
+    /// Told when the consumer closed (see [`ClosingConsumer`]).
+    closed: Option<tokio::sync::oneshot::Receiver<()>>,
     shared: Arc<Shared>,
     finisher: Finisher,
     /// A message fetched while paused, handed out next.
@@ -676,7 +721,11 @@ impl KafkaSource {
             .set("message.max.bytes", max_produce.to_string())
             .create()
             .map_err(|e| anyhow::anyhow!("kafka producer for {}: {e}", cfg.brokers))?;
-        let consumer = Arc::new(consumer);
+        let (closed_tx, closed) = tokio::sync::oneshot::channel();
+        let consumer = Arc::new(ClosingConsumer {
+            inner: Some(consumer),
+            closed: Some(closed_tx),
+        });
         let finisher = Finisher {
             inner: Arc::new(FinisherInner {
                 producer,
@@ -693,6 +742,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             cfg,
             consumer,
+            closed: Some(closed),
             shared,
             finisher,
             held: None,
@@ -899,21 +949,31 @@ impl KafkaSource {
     /// Stops: commits what is finished, leaves the group (its partitions
     /// go to the others at once) and stops the finishers' retries. Messages
     /// not finished by then are not committed and come again.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         let consumer = self.consumer.clone();
         let shared = self.shared.clone();
+        let closed = self.closed.take();
+        let group = self.cfg.group.clone();
         drop(self);
-        tokio::task::spawn_blocking(move || {
+        let committed = tokio::task::spawn_blocking(move || {
             if let Err(e) = commit_now(&consumer, &shared, true) {
                 tracing::warn!(group = %shared.group, "kafka: commit on stop: {e}");
             }
             shared.closing.cancel();
             shared.book().parts.clear();
-            // Dropping the last reference closes the consumer (blocking).
-            drop(consumer);
+        });
+        // The commit waits for the broker's answer, the close for the
+        // group's: both bounded, so a broker gone does not hold a stop.
+        let waited = tokio::time::timeout(CLOSE_WITHIN, async {
+            let _ = committed.await;
+            if let Some(closed) = closed {
+                let _ = closed.await;
+            }
         })
-        .await
-        .ok();
+        .await;
+        if waited.is_err() {
+            tracing::warn!(%group, "kafka: the consumer did not leave its group within {CLOSE_WITHIN:?}; it goes on closing by itself");
+        }
     }
 }
 
@@ -946,11 +1006,7 @@ fn commit_now(consumer: &StreamConsumer<Context>, shared: &Shared, sync: bool) -
 }
 
 /// Commits finished prefixes every `every` until the source closes.
-async fn commit_periodically(
-    consumer: Arc<StreamConsumer<Context>>,
-    shared: Arc<Shared>,
-    every: Duration,
-) {
+async fn commit_periodically(consumer: Arc<ClosingConsumer>, shared: Arc<Shared>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

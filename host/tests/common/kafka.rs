@@ -219,14 +219,39 @@ pub fn committed(broker: &Broker, group: &str, topic: &str, partition: i32) -> O
 /// once (at-least-once: a payload may come twice): (key, headers, payload).
 pub type Read = (Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>, Vec<u8>);
 pub async fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Read> {
+    // Every partition assigned from its beginning and nothing committed
+    // (librdkafka wants a group id, but the reader never joins the group),
+    // so closing the reader neither leaves a group nor waits for the
+    // broker.
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)
         .set("group.id", format!("reader-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
+        .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    // A topic that the adapter creates by producing to it may not be
+    // there yet.
+    let deadline = Instant::now() + READY_WITHIN;
+    let partitions = loop {
+        let n = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"))
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if n > 0 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "{topic} has no partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(READY_WITHIN * 2, async {
         while out.len() < n {
@@ -247,8 +272,5 @@ pub async fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Read> {
     })
     .await
     .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()));
-    // Closing a consumer blocks until it left its group: not on a runtime
-    // worker, which the rest of the test needs.
-    tokio::task::spawn_blocking(move || drop(consumer));
     out
 }
