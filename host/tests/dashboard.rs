@@ -400,3 +400,138 @@ async fn the_dashboard_shows_the_gateway_and_follows_its_traffic_in_a_browser() 
     let _ = sim.stop().await;
     s.stop().await;
 }
+
+/// The first event of a dashboard stream, as JSON.
+async fn first_snapshot(response: &mut reqwest::Response) -> Value {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(end) = text.find("\n\n") {
+            let event = &text[..end];
+            assert!(event.contains("event: snapshot"), "{event}");
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or_else(|| panic!("no data in {event}"));
+            return serde_json::from_str(data).unwrap();
+        }
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("a snapshot in time")
+            .unwrap()
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn with_tokens_the_page_and_its_stream_need_the_admin_token() {
+    let data = tempfile::tempdir().unwrap();
+    let s = gateway(
+        data.path(),
+        "[[tokens]]\ntoken = \"the-admin-token-0001\"\nrole = \"admin\"\n\
+         [[tokens]]\ntoken = \"a-node-token-000001\"\nrole = \"node\"\ntenants = [101]\n",
+    )
+    .await;
+    let get = |path: &str| s.http.get(s.url(path)).send();
+    for path in ["/ui", "/v1/admin/events"] {
+        assert_eq!(get(path).await.unwrap().status(), 401, "{path}");
+        let other = format!("{path}?token=a-node-token-000001");
+        assert_eq!(get(&other).await.unwrap().status(), 403, "{other}");
+        let wrong = format!("{path}?token=nope");
+        assert_eq!(get(&wrong).await.unwrap().status(), 401, "{wrong}");
+    }
+    let page = get("/ui?token=the-admin-token-0001").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert!(page.text().await.unwrap().contains("/ui/app.js"));
+    // The Authorization header works too.
+    let page = s
+        .http
+        .get(s.url("/ui"))
+        .bearer_auth("the-admin-token-0001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    // The script and the style sheet hold no data: anyone may load them.
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/style.css", "text/css; charset=utf-8"),
+    ] {
+        let asset = get(path).await.unwrap();
+        assert_eq!(asset.status(), 200, "{path}");
+        assert_eq!(asset.headers()["content-type"], kind, "{path}");
+    }
+    let mut events = get("/v1/admin/events?token=the-admin-token-0001")
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let snapshot = first_snapshot(&mut events).await;
+    let clusters: Vec<&str> = snapshot["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(clusters, ["fax", "im"]);
+    assert_eq!(snapshot["captures"][0]["Name"], "orders");
+    drop(events);
+    // In a browser, the page passes its token on to its stream.
+    match chromium() {
+        Ok(chromium) => {
+            let mut browser =
+                Browser::open(&chromium, &s.url("/ui?token=the-admin-token-0001")).await;
+            browser
+                .wait_for("the clusters, live, with the token", |p| {
+                    p["state"] == "live" && row(p, "clusters", "cluster", "fax").is_some()
+                })
+                .await;
+        }
+        Err(why) => eprintln!("the browser part is skipped: {why}"),
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_streams_are_bounded_and_end_when_the_host_stops() {
+    let data = tempfile::tempdir().unwrap();
+    let s = gateway(data.path(), "").await;
+    let mut open = Vec::new();
+    for _ in 0..wasp::admin::dashboard::MAX_STREAMS {
+        let mut events = s.http.get(s.url("/v1/admin/events")).send().await.unwrap();
+        assert_eq!(events.status(), 200);
+        first_snapshot(&mut events).await;
+        open.push(events);
+    }
+    let refused = s.http.get(s.url("/v1/admin/events")).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let fault: Value = refused.json().await.unwrap();
+    assert_eq!(fault["FaultCode"], 3003, "{fault}");
+    // A stream closed makes room for another.
+    drop(open.pop());
+    let deadline = Instant::now() + PATIENCE;
+    let mut events = loop {
+        let events = s.http.get(s.url("/v1/admin/events")).send().await.unwrap();
+        if events.status() == 200 {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "no room after a stream closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    first_snapshot(&mut events).await;
+    open.push(events);
+    // Stopping the host ends every stream, so the stop does not wait on
+    // them.
+    tokio::time::timeout(PATIENCE, s.stop())
+        .await
+        .expect("the host stops with dashboards open");
+    for mut events in open {
+        let rest = tokio::time::timeout(PATIENCE, async {
+            while let Ok(Some(_)) = events.chunk().await {}
+        });
+        rest.await.expect("each stream ends");
+    }
+}
