@@ -166,7 +166,7 @@
         el("td", {}, time(r.At)),
         el("td", {}, r.Trigger),
         el("td", { class: r.Ok ? "ok" : "bad" }, r.Ok ? "serving" : "refused"),
-        el("td", { class: "msg" }, why + (warnings ? " (" + warnings + ")" : "")),
+        el("td", { class: r.Ok ? "msg" : "msg reason" }, why + (warnings ? " (" + warnings + ")" : "")),
         el("td", { class: "num" }, r.TookMs + " ms"));
     });
     fill("reloads", rows, 6, "no reload since the start");
