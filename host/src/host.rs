@@ -36,6 +36,8 @@ pub struct Host {
     pub stopping: CancellationToken,
     /// Reload source, history and the config to roll back to.
     pub reloads: crate::reload::Reloads,
+    /// Room for dashboard streams (`admin::dashboard::MAX_STREAMS`).
+    pub dashboards: Arc<tokio::sync::Semaphore>,
     current: ArcSwap<Generation>,
 }
 
@@ -97,6 +99,9 @@ impl Host {
             body_budget,
             stopping: CancellationToken::new(),
             reloads: crate::reload::Reloads::default(),
+            dashboards: Arc::new(tokio::sync::Semaphore::new(
+                crate::admin::dashboard::MAX_STREAMS,
+            )),
             current: ArcSwap::from_pointee(generation),
         })
     }

@@ -50,7 +50,8 @@
 //!   two worlds it serves: ESP services and capture codecs (`runtime::codec`).
 //! - [`cluster`]: Application Clusters and the balancer.
 //! - [`esp`]: the ESP ingress; `esp::http::status_of` maps faults to HTTP.
-//! - [`admin`]: health, readiness, metrics, admin API.
+//! - [`admin`]: health, readiness, metrics, admin API, the dashboard
+//!   (`/ui`, live over server-sent events).
 //! - [`auth`]: bearer tokens and roles.
 //! - [`tenant`]: tenants, the one lookup by id or name, capture points'
 //!   tenant mapping.
@@ -103,6 +104,9 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/rollback", post(admin::rollback))
         .route("/v1/admin/reloads", get(admin::reloads))
+        .route("/v1/admin/events", get(admin::dashboard::events))
+        .route("/ui", get(admin::dashboard::page))
+        .route("/ui/", get(admin::dashboard::page))
         .route_layer(axum::middleware::from_fn_with_state(
             host.clone(),
             admin::require_admin,
@@ -130,6 +134,9 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
+        // The dashboard's script and style sheet hold no data.
+        .route("/ui/app.js", get(admin::dashboard::script))
+        .route("/ui/style.css", get(admin::dashboard::style))
         .merge(admin)
         .layer(axum::middleware::from_fn_with_state(
             host.clone(),

@@ -1,6 +1,7 @@
 //! Prometheus metrics, in a registry owned by the gateway (not a global),
 //! so several gateways in one process (tests) keep their own numbers.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::fault::FaultCode;
+use crate::fault::Fault;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
@@ -183,6 +184,33 @@ impl ClusterMetrics {
         self.requests.inc();
         self.latency.observe(elapsed.as_secs_f64());
     }
+
+    /// Requests that reached the cluster so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.get()
+    }
+}
+
+/// How many faults [`Metrics::recent_faults`] keeps.
+pub const RECENT_FAULTS: usize = 50;
+
+/// One of the last faults, for the dashboard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentFault {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// Empty unless it was a known cluster.
+    pub cluster: String,
+    pub code: u16,
+    pub message: String,
+}
+
+/// The last faults and the faults of each cluster so far. Touched only
+/// when a fault is counted, never on a request that succeeds.
+#[derive(Debug, Default)]
+struct FaultLog {
+    recent: VecDeque<RecentFault>,
+    per_cluster: HashMap<String, u64>,
 }
 
 /// The gateway's metrics.
@@ -213,6 +241,7 @@ pub struct Metrics {
     pub capture_backlog: Family<CaptureLabels, Gauge>,
     /// Capture points: operations waiting for a node now.
     pub capture_waiting: Family<CaptureLabels, Gauge>,
+    faults_log: Mutex<FaultLog>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -365,6 +394,7 @@ impl Metrics {
             handled,
             plugin_log_written,
             plugin_log_dropped,
+            faults_log: Mutex::default(),
         }
     }
 
@@ -398,14 +428,53 @@ impl Metrics {
         }
     }
 
-    /// Counts a fault. `cluster` is empty unless it was a known cluster.
-    pub fn fault(&self, cluster: &str, code: FaultCode) {
+    /// Counts a fault and keeps it among the last [`RECENT_FAULTS`].
+    /// `cluster` is empty unless it was a known cluster.
+    pub fn fault(&self, cluster: &str, fault: &Fault) {
         self.faults
             .get_or_create(&FaultLabels {
                 cluster: cluster.to_string(),
-                code: code.as_u16(),
+                code: fault.code.as_u16(),
             })
             .inc();
+        let mut message = fault.message.as_str();
+        let long = message.len() > 300;
+        if long {
+            let mut end = 300;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message = &message[..end];
+        }
+        let message = if long {
+            format!("{message}…")
+        } else {
+            message.to_string()
+        };
+        let recent = RecentFault {
+            at: crate::store::Clock::System.now(),
+            cluster: cluster.to_string(),
+            code: fault.code.as_u16(),
+            message,
+        };
+        let mut log = self.faults_log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.recent.len() == RECENT_FAULTS {
+            log.recent.pop_front();
+        }
+        log.recent.push_back(recent);
+        *log.per_cluster.entry(cluster.to_string()).or_default() += 1;
+    }
+
+    /// The last faults, newest first.
+    pub fn recent_faults(&self) -> Vec<RecentFault> {
+        let log = self.faults_log.lock().unwrap_or_else(|e| e.into_inner());
+        log.recent.iter().rev().cloned().collect()
+    }
+
+    /// Faults counted for `cluster` so far.
+    pub fn cluster_faults(&self, cluster: &str) -> u64 {
+        let log = self.faults_log.lock().unwrap_or_else(|e| e.into_inner());
+        log.per_cluster.get(cluster).copied().unwrap_or(0)
     }
 
     /// The Prometheus text exposition.
@@ -415,5 +484,37 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::FaultCode;
+
+    /// The last faults are kept newest first and bounded; the per-cluster
+    /// counts go on past the bound; a long message is cut.
+    #[test]
+    fn recent_faults_are_bounded_and_newest_first() {
+        let metrics = Metrics::new();
+        for i in 0..RECENT_FAULTS + 5 {
+            metrics.fault("fax", &Fault::invalid(format!("bad {i}")));
+        }
+        metrics.fault("", &Fault::new(FaultCode::NoServer, "é".repeat(400)));
+        let recent = metrics.recent_faults();
+        assert_eq!(recent.len(), RECENT_FAULTS);
+        assert_eq!(recent[0].cluster, "");
+        assert_eq!(recent[0].code, 2001);
+        assert!(recent[0].message.len() <= 300 + '…'.len_utf8());
+        assert!(recent[0].message.ends_with('…'));
+        assert_eq!(recent[1].message, format!("bad {}", RECENT_FAULTS + 4));
+        assert_eq!(recent.last().unwrap().message, "bad 6");
+        assert_eq!(metrics.cluster_faults("fax"), RECENT_FAULTS as u64 + 5);
+        assert_eq!(metrics.cluster_faults("im"), 0);
+        assert!(
+            metrics
+                .render()
+                .contains("wasp_esp_faults_total{cluster=\"fax\",code=\"3000\"} 55")
+        );
     }
 }

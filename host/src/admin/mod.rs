@@ -1,5 +1,6 @@
 //! Health, readiness, metrics and the admin API.
 
+pub mod dashboard;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -125,13 +126,12 @@ fn report(report: crate::reload::ReloadReport) -> Response {
 /// folders and counts (taken, operations, processed, errors, waiting for
 /// a node, backlog).
 pub async fn captures(State(host): State<Arc<Host>>) -> Json<Vec<crate::capture::CaptureSnapshot>> {
-    Json(
-        host.current()
-            .captures
-            .values()
-            .map(|c| c.snapshot())
-            .collect(),
-    )
+    Json(capture_snapshots(&host.current()))
+}
+
+/// Each capture point of `generation` as `/v1/admin/captures` shows it.
+pub fn capture_snapshots(generation: &crate::Generation) -> Vec<crate::capture::CaptureSnapshot> {
+    generation.captures.values().map(|c| c.snapshot()).collect()
 }
 
 /// `GET /v1/admin/clusters`: each cluster, its service type, tenants,

@@ -45,7 +45,7 @@ pub async fn handle(
             } else {
                 ""
             };
-            host.metrics.fault(label, refused.fault.code);
+            host.metrics.fault(label, &refused.fault);
             return refused.into_response();
         }
     };

@@ -285,8 +285,9 @@ pub async fn dispatch(
     allowed: Option<&[u32]>,
 ) -> Result<Kv, Fault> {
     let Some(cluster) = generation.clusters.get(cluster_name) else {
-        metrics.fault("", FaultCode::NoServer);
-        return Err(Fault::unknown_cluster(cluster_name));
+        let fault = Fault::unknown_cluster(cluster_name);
+        metrics.fault("", &fault);
+        return Err(fault);
     };
     let started = Instant::now();
     let result = async {
@@ -351,7 +352,7 @@ pub async fn dispatch(
     .await;
     cluster.metrics.observe(started.elapsed());
     if let Err(fault) = &result {
-        metrics.fault(cluster_name, fault.code);
+        metrics.fault(cluster_name, fault);
     }
     if let Err(fault) = &result {
         tracing::debug!(
