@@ -2,6 +2,8 @@
 //! a child process (its stderr kept for a failure's message), and waiting
 //! on folders.
 
+#![allow(dead_code)] // each scenario file uses a part of it
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

@@ -422,9 +422,26 @@ struct Shared {
     produce_failing: AtomicBool,
     lag: Mutex<Option<i64>>,
     closing: CancellationToken,
+    /// Runs before each commit; a commit goes out only if it succeeded
+    /// (the pipeline makes its journal durable here).
+    before_commit: std::sync::OnceLock<BeforeCommit>,
 }
 
+/// See [`KafkaSource::before_commit`].
+pub type BeforeCommit = Box<dyn Fn() -> anyhow::Result<()> + Send + Sync>;
+
 impl Shared {
+    /// Whether offsets may be committed now (see `before_commit`).
+    fn ready_to_commit(&self) -> bool {
+        match self.before_commit.get().map(|f| f()) {
+            None | Some(Ok(())) => true,
+            Some(Err(e)) => {
+                tracing::warn!(group = %self.group, "kafka: not committing: {e:#}; those messages come again unless a later commit succeeds");
+                false
+            }
+        }
+    }
+
     fn book(&self) -> MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -543,6 +560,7 @@ impl ConsumerContext for Context {
                 // nothing (see `Shared::finish`).
                 let commit = self.shared.to_commit(false);
                 if commit.count() > 0
+                    && self.shared.ready_to_commit()
                     && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
                 {
                     tracing::warn!(group = %self.shared.group, "kafka: commit before a rebalance failed: {e}; those messages come again");
@@ -687,6 +705,7 @@ impl KafkaSource {
             produce_failing: AtomicBool::new(false),
             lag: Mutex::new(None),
             closing: CancellationToken::new(),
+            before_commit: std::sync::OnceLock::new(),
         });
         let ms = |d: Duration| d.as_millis().to_string();
         let consumer: StreamConsumer<Context> = ClientConfig::new()
@@ -919,6 +938,15 @@ impl KafkaSource {
         out.push(msg);
     }
 
+    /// Runs `f` before each commit of offsets (from the commit task, a
+    /// rebalance or the close, never on a runtime worker); when it fails,
+    /// nothing is committed then. Set once.
+    pub fn before_commit(&self, f: BeforeCommit) {
+        if self.shared.before_commit.set(f).is_err() {
+            tracing::warn!(group = %self.shared.group, "kafka: before_commit set twice; the first kept");
+        }
+    }
+
     /// The handle that finishes messages; clone it freely.
     pub fn finisher(&self) -> Finisher {
         self.finisher.clone()
@@ -988,7 +1016,7 @@ impl Drop for KafkaSource {
 /// `Context::commit_callback`.
 fn commit_now(consumer: &StreamConsumer<Context>, shared: &Shared, sync: bool) -> KafkaResult<()> {
     let tpl = shared.to_commit(sync);
-    if tpl.count() == 0 {
+    if tpl.count() == 0 || !shared.ready_to_commit() {
         return Ok(());
     }
     consumer.commit(
@@ -1015,8 +1043,11 @@ async fn commit_periodically(consumer: Arc<ClosingConsumer>, shared: Arc<Shared>
             _ = tick.tick() => {}
         }
         // Async: the answer comes to `commit_callback`; a failed commit is
-        // simply sent again at the next tick.
-        if let Err(e) = commit_now(&consumer, &shared, false) {
+        // simply sent again at the next tick. Off the workers: the hook
+        // before it may write to disk.
+        let (c, sh) = (consumer.clone(), shared.clone());
+        let committed = tokio::task::spawn_blocking(move || commit_now(&c, &sh, false)).await;
+        if let Ok(Err(e)) = committed {
             tracing::debug!(group = %shared.group, "kafka: commit: {e}");
         }
     }

@@ -67,6 +67,11 @@ pub(crate) trait Outlet: Send + Sync + 'static {
     /// The item's key in the journal: the same item taken again after a
     /// restart has the same key.
     fn key(&self, item: &Self::Item) -> String;
+    /// The item's attempt id when its source names it for good (the same
+    /// on every host that takes it); `None`: a random one is journaled.
+    fn attempt(&self, _item: &Self::Item) -> Option<String> {
+        None
+    }
     /// Writes the replies document of a finished item. `replayed`: the item
     /// ran before (a restart), so the document may be there already.
     fn write_replies(
@@ -276,6 +281,14 @@ impl Outlet for KafkaOutlet {
         )
     }
 
+    fn attempt(&self, m: &Self::Item) -> Option<String> {
+        // A message is at one place for good, and another host of the
+        // group that takes it over (its journal is elsewhere) sends its
+        // operations with the same CorrelationIds: a node that already
+        // did one can tell.
+        Some(format!("{}/{}/{}", m.topic, m.partition, m.offset))
+    }
+
     async fn write_replies(&self, m: &Self::Item, doc: Vec<u8>, _replayed: bool) -> Result<()> {
         self.finisher
             .notify(m.key.as_deref(), &m.correlation_id, &doc)
@@ -322,6 +335,15 @@ pub(crate) fn start_kafka(
     let mut source = super::kafka::KafkaSource::open(kc)?;
     let status = source.status_reader();
     let state = Arc::new(CaptureState::open(dir, cp.config.state)?);
+    // A message not committed comes again, so the journal need not be
+    // durable per operation: it is made durable before each commit of
+    // offsets (one fsync a second, not one per operation).
+    state.defer_durability();
+    let weak = Arc::downgrade(&state);
+    source.before_commit(Box::new(move || match weak.upgrade() {
+        Some(state) => state.sync(),
+        None => anyhow::bail!("the capture state is closed"),
+    }));
     cp.started_with(&state);
     let token = link(cp.stopped(), stop);
     let notifications = nodes.subscribe(&cp.name);
@@ -489,9 +511,10 @@ impl<O: Outlet> Worker<O> {
         // The item's attempt id makes its operations' CorrelationIds: the
         // same after a restart (a node that already did an operation can
         // tell), different for the same file dropped again later.
-        let attempt = match recorded.get(&ATTEMPT) {
-            Some(id) => String::from_utf8_lossy(id).into_owned(),
-            None => {
+        let attempt = match (recorded.get(&ATTEMPT), self.outlet.attempt(&taken)) {
+            (_, Some(id)) => id,
+            (Some(id), None) => String::from_utf8_lossy(id).into_owned(),
+            (None, None) => {
                 let id = format!("{:016x}", rand::random::<u64>());
                 let (k, bytes) = (key.clone(), id.clone().into_bytes());
                 self.runner

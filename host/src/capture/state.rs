@@ -44,7 +44,8 @@ use crate::store::Clock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 #[cfg(test)]
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -74,6 +75,8 @@ const ITEM_ORDER: TableDefinition<u64, &str> = TableDefinition::new("item-order"
 const REPLIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("replies");
 /// Counters: [`JOURNAL_BYTES`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// In `META`: syncs so far (a sync must write to be a commit).
+const SYNCS: &str = "syncs";
 /// Bytes of answers in the journal, all items together.
 const JOURNAL_BYTES: &str = "journal-bytes";
 
@@ -158,6 +161,19 @@ pub struct CaptureState {
     path: PathBuf,
     limits: Limits,
     clock: Clock,
+    /// Writes are held in memory until the next [`CaptureState::sync`]
+    /// (see [`CaptureState::defer_durability`]).
+    deferred: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for CaptureState {
+    fn drop(&mut self) {
+        if self.deferred.load(Ordering::Acquire)
+            && let Err(e) = self.sync()
+        {
+            tracing::warn!("{e:#}: the last answers recorded are not durable");
+        }
+    }
 }
 
 impl std::fmt::Debug for CaptureState {
@@ -463,6 +479,7 @@ impl CaptureState {
             path,
             limits,
             clock,
+            deferred: std::sync::atomic::AtomicBool::new(false),
         };
         state.write(|t, now, limits| {
             let forgotten = t.shrink_external_ids(limits.max_external_ids)?;
@@ -497,12 +514,41 @@ impl CaptureState {
         self.limits
     }
 
-    /// Runs `f` in one write transaction and commits it durably; an error
-    /// names the file and nothing of `f` is written.
+    /// From now on, writes are atomic and seen at once but made durable
+    /// only by the next [`CaptureState::sync`] (a crash loses those since
+    /// the last one): for a source that can give its items again, such as
+    /// Kafka, whose offsets are committed only after a sync. It saves an
+    /// fsync per operation.
+    pub fn defer_durability(&self) {
+        self.deferred.store(true, Ordering::Release);
+    }
+
+    /// Makes every write so far durable (one fsync).
+    pub fn sync(&self) -> Result<()> {
+        let run = || -> Result<()> {
+            let mut tx = self.db.begin_write()?;
+            tx.set_durability(redb::Durability::Immediate)?;
+            {
+                let mut meta = tx.open_table(META)?;
+                let n = meta.get(SYNCS)?.map_or(0, |v| v.value());
+                meta.insert(SYNCS, n.wrapping_add(1))?;
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        run().with_context(|| format!("capture state {}", self.path.display()))
+    }
+
+    /// Runs `f` in one write transaction and commits it durably (unless
+    /// [deferred](CaptureState::defer_durability)); an error names the
+    /// file and nothing of `f` is written.
     fn write<T>(&self, f: impl FnOnce(&mut Txn<'_>, u64, &Limits) -> Result<T>) -> Result<T> {
         let now = self.clock.now();
         let run = || -> Result<T> {
-            let tx = self.db.begin_write()?;
+            let mut tx = self.db.begin_write()?;
+            if self.deferred.load(Ordering::Acquire) {
+                tx.set_durability(redb::Durability::None)?;
+            }
             let out = {
                 let mut t = Txn::open(&tx)?;
                 f(&mut t, now, &self.limits)?
@@ -641,6 +687,27 @@ mod tests {
 
     fn replies(pairs: &[(usize, &[u8])]) -> BTreeMap<usize, Vec<u8>> {
         pairs.iter().map(|(i, b)| (*i, b.to_vec())).collect()
+    }
+
+    #[test]
+    fn deferred_writes_are_seen_at_once_and_kept_by_a_sync_or_the_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = CaptureState::open(dir.path(), Limits::default()).unwrap();
+        state.defer_durability();
+        state.remember("ord-1", &interaction("i-1")).unwrap();
+        state.record("kafka:t/0/7", 0, b"reply").unwrap();
+        assert_eq!(state.lookup("ord-1").unwrap(), Some(interaction("i-1")));
+        state.sync().unwrap();
+        state.remember("ord-2", &interaction("i-2")).unwrap();
+        // No sync after ord-2: closing makes it durable.
+        drop(state);
+        let state = CaptureState::open(dir.path(), Limits::default()).unwrap();
+        assert_eq!(state.lookup("ord-1").unwrap(), Some(interaction("i-1")));
+        assert_eq!(state.lookup("ord-2").unwrap(), Some(interaction("i-2")));
+        assert_eq!(
+            state.recorded("kafka:t/0/7").unwrap()[&0],
+            b"reply".to_vec()
+        );
     }
 
     #[test]

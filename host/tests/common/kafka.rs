@@ -253,6 +253,7 @@ pub async fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Read> {
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     tokio::time::timeout(READY_WITHIN * 2, async {
         while out.len() < n {
             let m = consumer.recv().await.unwrap();
@@ -265,7 +266,7 @@ pub async fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Read> {
                 })
                 .unwrap_or_default();
             let payload = m.payload().unwrap_or_default().to_vec();
-            if !out.iter().any(|(_, _, p): &Read| *p == payload) {
+            if seen.insert(payload.clone()) {
                 out.push((m.key().map(<[u8]>::to_vec), headers, payload));
             }
         }
