@@ -112,6 +112,19 @@ impl Host {
         self.current.load_full()
     }
 
+    /// Stops every capture point of the serving generation and waits, up
+    /// to `bound` in all, until the items each had in flight are finished
+    /// (answered, moved, committed) or back in their source. Whether all
+    /// did within the bound.
+    pub async fn drain_captures(&self, bound: std::time::Duration) -> bool {
+        let now = self.current();
+        let all = now.captures.values().map(|cp| cp.stop_and_wait(bound));
+        futures_util::future::join_all(all)
+            .await
+            .into_iter()
+            .all(|drained| drained)
+    }
+
     /// Makes `next` the serving generation and returns the one it
     /// replaces (still alive while requests hold it). The replaced one's
     /// capture points that `next` did not take over are told to stop.

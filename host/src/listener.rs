@@ -171,15 +171,36 @@ pub async fn serve(
         });
     }
     drop(listener);
-    // WebSocket sessions outlive graceful HTTP shutdown: close them so
-    // nodes fail over to another host.
-    host.nodes.close_all();
+    // An orderly stop. No new work: capture points stop taking items, and
+    // HTTP connections close after the request they are in.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
     host.stopping.cancel();
     stop.cancel();
+    // The work in flight finishes while node sessions are still there to
+    // answer its operations.
+    if !host.drain_captures(SHUTDOWN_DRAIN).await {
+        tracing::warn!(
+            "shutdown: capture points still had items in flight after {SHUTDOWN_DRAIN:?}; \
+             those not finished stay in their source and are taken again at the next start"
+        );
+    }
     drop(done_rx);
-    done.closed().await;
+    if tokio::time::timeout_at(deadline, done.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: HTTP requests still in flight after {SHUTDOWN_DRAIN:?}");
+    }
+    // WebSocket sessions outlive graceful HTTP shutdown: close them, with
+    // the reason, so nodes fail over to another host.
+    host.nodes.close_all();
+    host.nodes.wait_closed(Duration::from_secs(2)).await;
     Ok(())
 }
+
+/// How long an orderly stop waits for the work in flight (capture items,
+/// HTTP requests) before it closes node sessions anyway.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// Accept errors that concern one connection only (it went away before it
 /// was accepted); others (out of files, out of memory) concern them all.

@@ -251,7 +251,7 @@ async fn run(
             shutdown.cancelled().await;
             tokio::time::sleep(DRAIN).await;
         } => {
-            eprintln!("wasp: in-flight requests did not finish within {DRAIN:?}; exiting");
+            eprintln!("wasp: the orderly stop did not end within {DRAIN:?}; exiting");
             Ok(())
         }
     }
@@ -307,29 +307,43 @@ async fn reload(url: &str, token: Option<&str>, rollback: bool) -> Result<()> {
     Ok(())
 }
 
-/// How long in-flight requests may take to finish after a stop signal.
-const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long an orderly stop may take in all: the listener's drain of the
+/// work in flight, then closing node sessions.
+const DRAIN: std::time::Duration =
+    wasp::listener::SHUTDOWN_DRAIN.saturating_add(std::time::Duration::from_secs(5));
 
-/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+/// Cancels `shutdown` on Ctrl-C or SIGTERM; a second one exits at once.
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut signal = async || {
+        #[cfg(unix)]
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        () = term => {}
-    }
-    eprintln!("wasp: shutting down, finishing in-flight requests (at most {DRAIN:?})");
+    signal().await;
+    eprintln!(
+        "wasp: stopping: no new work; finishing what is in flight (at most {:?}); a second signal exits at once",
+        wasp::listener::SHUTDOWN_DRAIN
+    );
     shutdown.cancel();
+    signal().await;
+    eprintln!(
+        "wasp: second signal: exiting at once; unfinished items are taken again at the next start"
+    );
+    std::process::exit(130);
 }
 
 fn embedded_sim(

@@ -24,6 +24,9 @@ pub mod session;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// The reason in the close frame of each session when the host stops.
+pub const SHUTTING_DOWN: &str = "wasp is shutting down";
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -136,6 +139,8 @@ pub struct Nodes {
     pub hello_timeout: Duration,
     /// Places for sessions (`nodes.max-sessions`).
     pub(crate) session_places: Arc<Semaphore>,
+    /// Set by [`Nodes::close_all`]: sessions ending now end in order.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Nodes {
@@ -171,6 +176,8 @@ pub struct Session {
     /// Why the host ended the session, when it did (e.g. the node stopped
     /// reading).
     close_reason: Mutex<Option<String>>,
+    /// Ended by [`Nodes::close_all`]: its close frame says "going away".
+    pub(crate) going_away: std::sync::atomic::AtomicBool,
     ops_sent: AtomicU64,
     esp_handled: AtomicU64,
 }
@@ -239,6 +246,7 @@ impl Nodes {
             write_timeout: Duration::from_millis(config.write_timeout_ms),
             hello_timeout: Duration::from_millis(config.hello_timeout_ms),
             session_places: Arc::new(Semaphore::new(config.max_sessions)),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -285,6 +293,7 @@ impl Nodes {
             esp_window: Arc::new(Semaphore::new(window)),
             closed: CancellationToken::new(),
             close_reason: Mutex::new(None),
+            going_away: std::sync::atomic::AtomicBool::new(false),
             ops_sent: AtomicU64::new(0),
             esp_handled: AtomicU64::new(0),
         });
@@ -342,12 +351,16 @@ impl Nodes {
             return;
         }
         let pending: Vec<Pending> = lock(&session.pending).drain().map(|(_, p)| p).collect();
-        tracing::warn!(
-            node = %session.node_id,
-            failed = pending.len(),
-            "node gone: {}",
-            crate::runtime::log::escape(why)
-        );
+        if self.shutting_down.load(Ordering::Acquire) && pending.is_empty() {
+            tracing::info!(node = %session.node_id, "node session closed: {}", crate::runtime::log::escape(why));
+        } else {
+            tracing::warn!(
+                node = %session.node_id,
+                failed = pending.len(),
+                "node gone: {}",
+                crate::runtime::log::escape(why)
+            );
+        }
         for p in pending {
             let _ = p.reply.send(Err(Fault::new(
                 FaultCode::LostConnection,
@@ -359,11 +372,27 @@ impl Nodes {
         }
     }
 
-    /// Closes every session (the host is shutting down).
+    /// Closes every session because the host is shutting down: each node
+    /// gets a close frame "going away" (1001) with the reason, and fails
+    /// over to another host.
     pub fn close_all(&self) {
+        self.shutting_down.store(true, Ordering::Release);
         for session in lock(&self.sessions).values() {
-            session.closed.cancel();
+            session.going_away.store(true, Ordering::Release);
+            session.end(SHUTTING_DOWN.into());
         }
+    }
+
+    /// Waits, up to `bound`, until every session has ended.
+    pub async fn wait_closed(&self, bound: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        while !lock(&self.sessions).is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Sessions now, for the admin API.

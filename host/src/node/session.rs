@@ -364,7 +364,16 @@ async fn write_loop(
     loop {
         let (message, held) = tokio::select! {
             () = session.closed.cancelled() => {
-                let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(None))).await;
+                // Going away (the host stops): the node is told why, and
+                // fails over in order.
+                let frame = session
+                    .going_away
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    .then(|| CloseFrame {
+                        code: axum::extract::ws::close_code::AWAY,
+                        reason: super::SHUTTING_DOWN.into(),
+                    });
+                let _ = tokio::time::timeout(write_timeout, sink.send(Message::Close(frame))).await;
                 break;
             }
             item = outgoing.recv() => match item {

@@ -22,6 +22,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::kv::{Kv, Value};
@@ -130,6 +131,8 @@ pub struct SimState {
     answers: Mutex<Answers>,
     /// Operations answered from [`SimState::answers`] instead of applied.
     pub repeated: AtomicU64,
+    /// Operations received (counted before `answer_delay_ms`).
+    pub received: AtomicU64,
 }
 
 /// Answers [`SimState`] remembers by CorrelationId.
@@ -357,6 +360,10 @@ async fn run_with(
                 tracing::warn!(node = %args.node_id, host = %url, "session lost ({why}); failing over");
                 backoff = Duration::from_millis(100);
             }
+            Ok(Ended::HostStopping(why)) => {
+                tracing::info!(node = %args.node_id, host = %url, "the host closed the session ({why}); failing over");
+                backoff = Duration::from_millis(100);
+            }
             Err(err) => {
                 tracing::warn!(node = %args.node_id, host = %url, "cannot connect: {err:#}");
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -375,6 +382,8 @@ enum Ended {
     LoadDone(LoadReport),
     Refused(String),
     Lost(String),
+    /// The host said it is going away (it stops): fail over, quietly.
+    HostStopping(String),
 }
 
 fn endpoint(url: &str) -> String {
@@ -458,6 +467,9 @@ async fn session(
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => on_frame(args, state, &out, &waiters, text.as_str()).await,
+                Some(Ok(Message::Close(Some(frame)))) if frame.code == CloseCode::Away => {
+                    break Ended::HostStopping(frame.reason.to_string());
+                }
                 Some(Ok(Message::Close(_))) | None => break Ended::Lost("closed by the host".into()),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break Ended::Lost(format!("read error: {e}")),
@@ -518,6 +530,9 @@ async fn on_frame(
         | HostFrame::Stop(op) => Some(op.correlation_id.clone()),
         _ => None,
     };
+    if correlation.is_some() {
+        state.received.fetch_add(1, Ordering::Relaxed);
+    }
     let repeated = correlation.as_deref().and_then(|c| state.answered(c));
     if repeated.is_some() {
         state.repeated.fetch_add(1, Ordering::Relaxed);
