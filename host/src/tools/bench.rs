@@ -36,10 +36,19 @@ use crate::tools::node_sim::{Pacer, percentile_ms};
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// What to measure: `esp` (ESP over HTTP: native vs pooled vs
-    /// per-request) or `capture` (the file capture point: the Wasm codec
-    /// vs the same parse native, and files end to end).
+    /// per-request), `capture` (the file capture point: the Wasm codec
+    /// vs the same parse native, and files end to end), `kafka` (a kafka
+    /// capture point end to end; needs `--brokers`) or `soap` (the http
+    /// capture point).
     #[arg(value_enum, default_value_t = Bench::Esp)]
     pub what: Bench,
+    /// `kafka`: the broker (`host:port`), e.g. one started with
+    /// `scripts/kafka-broker 9092`.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// `kafka`: messages per round.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: usize,
     /// `capture`: files dropped for the end-to-end run.
     #[arg(long, default_value_t = 2000)]
     pub files: usize,
@@ -78,9 +87,35 @@ const BODY: &str = r#"{"ReferenceId":42,"Request":{"Service":"Echo","Method":"Ec
 pub enum Bench {
     Esp,
     Capture,
+    /// A kafka capture point end to end vs a plain consume-produce loop.
+    Kafka,
+    /// SOAP Submit to an http capture point vs SOAP Ping and JSON.
+    Soap,
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    match args.what {
+        Bench::Kafka => {
+            let brokers = args.brokers.clone().context(
+                "wasp bench kafka needs --brokers HOST:PORT (e.g. scripts/kafka-broker 9092 &)",
+            )?;
+            return super::bench_kafka::run_kafka(super::bench_kafka::KafkaBench {
+                brokers,
+                messages: args.messages,
+                rounds: args.rounds,
+            })
+            .await;
+        }
+        Bench::Soap => {
+            return super::bench_kafka::run_soap(super::bench_kafka::SoapBench {
+                seconds: args.seconds,
+                connections: args.connections,
+                rounds: args.rounds,
+            })
+            .await;
+        }
+        Bench::Esp | Bench::Capture => {}
+    }
     if args.what == Bench::Capture {
         return super::bench_capture::run(super::bench_capture::CaptureBench {
             rounds: args.rounds.max(5),

@@ -7,9 +7,12 @@
 //! - [`bench`]: the load generator behind `wasp bench`.
 //! - [`bench_capture`]: `wasp bench capture`: the codec in Wasm vs native,
 //!   and files through a capture point end to end.
+//! - [`bench_kafka`]: `wasp bench kafka` and `wasp bench soap`: Kafka and
+//!   SOAP capture points end to end, beside baselines in the same run.
 //! - [`demo`]: the demo's mock SMS, fax and IM gateways and social APIs.
 
 pub mod bench;
 pub mod bench_capture;
+pub mod bench_kafka;
 pub mod demo;
 pub mod node_sim;
