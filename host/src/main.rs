@@ -76,6 +76,10 @@ enum Command {
     /// Measure ESP over HTTP: a native handler vs pooled vs per-request
     /// Wasm instances, in one run on this machine.
     Bench(wasp::tools::bench::BenchArgs),
+    /// Call one method of a component (a .wasm file or builtin:<name>) or
+    /// of a config's cluster, without a server, and print the result or
+    /// the fault. Without a method, list the methods.
+    Call(Box<wasp::call::CallArgs>),
 }
 
 fn main() -> ExitCode {
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
             } => run(config, listen, data_dir, kafka).await,
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::tools::bench::run(args).await,
+            Command::Call(args) => wasp::call::run(*args).await,
             Command::NodeSim(args) => wasp::tools::node_sim::run(*args).await,
             Command::Reload {
                 url,
@@ -351,30 +356,13 @@ fn embedded_sim(
 /// suggest one that is expensive.
 fn try_line(host: &Host, addr: SocketAddr) -> Option<String> {
     let generation = host.current();
-    let example = |service: &str| match service {
-        "Fax" => Some((
-            "SendFax",
-            r#"{"To":"+14155550100","Document":"Hello from wasp"}"#,
-        )),
-        "Classification" => Some(("Classify", r#"{"Text":"my parcel never arrived"}"#)),
-        "IM" => Some((
-            "SendMessage",
-            r#"{"To":"agent-7","Text":"Hello from wasp"}"#,
-        )),
-        "Echo" => Some(("Echo", r#"{"Text":"Hello from wasp"}"#)),
-        _ => None,
-    };
+    let example = |c: &wasp::cluster::Cluster| wasp::call::first_example(&c.service, &c.methods);
     let cluster = generation
         .clusters
         .get("fax")
-        .filter(|c| c.service == "Fax")
-        .or_else(|| {
-            generation
-                .clusters
-                .values()
-                .find(|c| example(&c.service).is_some())
-        })?;
-    let (method, params) = example(&cluster.service)?;
+        .filter(|c| c.service == "Fax" && example(c).is_some())
+        .or_else(|| generation.clusters.values().find(|c| example(c).is_some()))?;
+    let (method, params) = example(cluster)?;
     let tenant = cluster.tenants.first()?.id;
     let auth = if generation.config.tokens.is_empty() {
         String::new()
