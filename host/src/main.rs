@@ -50,6 +50,11 @@ enum Command {
         /// that name none; without, those are not started.
         #[arg(long)]
         kafka: Option<String>,
+        /// Where the demo's mock peers listen (overrides `[demo]
+        /// mock-peers`; port 0 picks a free one): the clusters' config
+        /// values and HTTP grants naming the configured address follow.
+        #[arg(long)]
+        mock_peers: Option<SocketAddr>,
     },
     /// Load and instantiate everything a config names, then exit: non-zero
     /// with the reasons if anything is wrong.
@@ -119,7 +124,8 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
                 kafka,
-            } => run(config, listen, data_dir, kafka).await,
+                mock_peers,
+            } => run(config, listen, data_dir, kafka, mock_peers).await,
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::tools::bench::run(args).await,
             Command::Call(args) => wasp::call::run(*args).await,
@@ -149,6 +155,7 @@ async fn run(
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     kafka: Option<String>,
+    mock_peers: Option<SocketAddr>,
 ) -> Result<()> {
     let mut config = load(&path)?;
     config.kafka = kafka.clone();
@@ -164,18 +171,25 @@ async fn run(
         eprintln!("wasp: no [[tokens]] configured, so not listening on {addr}: loopback only");
         addr = loopback;
     }
-    let mocks = match config.demo.mock_peers {
-        Some(at) => Some(
-            wasp::tools::demo::Mocks::start(at)
-                .await
-                .with_context(|| format!("cannot start the demo's mock peers on {at}"))?,
-        ),
+    let mocks = match mock_peers.or(config.demo.mock_peers) {
+        Some(at) => Some(wasp::tools::demo::Mocks::start(at).await.with_context(|| {
+            format!(
+                "cannot start the demo's mock peers on {at} \
+                         (give another address with --mock-peers 127.0.0.1:0)"
+            )
+        })?),
         None => None,
     };
+    if let Some(mocks) = &mocks {
+        config.point_demo_peers_at(mocks.addr);
+    }
     let host = Arc::new(Host::start(config).await.context("cannot start")?);
     // Reloads read the same file (with the same --data-dir); the file and
     // the components it names are watched.
     host.reloads.set_source(path.clone(), data_dir, kafka);
+    if let Some(mocks) = &mocks {
+        host.reloads.set_demo_peers(mocks.addr);
+    }
     wasp::reload::watch(host.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
