@@ -259,6 +259,13 @@ async fn run(
     println!("  Interaction Server nodes connect to ws://{local}/v1/nodes/connect");
     if let Some(line) = try_line(&host, local) {
         println!("try:\n  {line}");
+    } else if let Some(cluster) = generation.clusters.keys().next() {
+        // No example is known for these services: their methods, each
+        // callable without the server.
+        println!(
+            "try:\n  wasp call {} {cluster}    # lists the methods of cluster {cluster}",
+            path.display()
+        );
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

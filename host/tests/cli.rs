@@ -487,3 +487,39 @@ fn run_without_tokens_listens_on_loopback_only() {
     assert_eq!(status, 200);
     drop((out_lines, err_lines));
 }
+
+/// A cluster of a service with no known example: the start-up lines say
+/// how to list its methods with `wasp call` (and that line works).
+#[test]
+fn run_suggests_wasp_call_for_a_service_without_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &common::chaos_cluster("chaos", ""));
+    let mut child = wasp()
+        .arg("run")
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let said = Said::collect(child.stderr.take().unwrap());
+    let _child = KillOnDrop(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let suggested = lines
+        .by_ref()
+        .take(30)
+        .map_while(Result::ok)
+        .find(|l| l.trim_start().starts_with("wasp call "))
+        .unwrap_or_else(|| panic!("no wasp call line; {said}"));
+    let line = suggested.trim_start().split("    #").next().unwrap();
+    assert_eq!(line, format!("wasp call {} chaos", path.display()));
+    let out = wasp().args(line.split(' ').skip(1)).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("service Chaos"),
+        "{listed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(lines);
+}
