@@ -172,20 +172,25 @@ fn a_second_start_loads_compiled_code_from_the_cache() {
             cache.display().to_string()
         ),
     );
-    let first = wasp().arg("check").arg(&path).output().unwrap();
-    let first = String::from_utf8_lossy(&first.stdout).to_string();
+    let out = wasp().arg("check").arg(&path).output().unwrap();
+    let first = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         first.contains("OK") && !first.contains("from cache"),
-        "{first}"
+        "{first}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
         std::fs::read_dir(&cache).unwrap().count(),
         1,
         "one compiled artifact"
     );
-    let second = wasp().arg("check").arg(&path).output().unwrap();
-    let second = String::from_utf8_lossy(&second.stdout).to_string();
-    assert!(second.contains("[compiled code from cache]"), "{second}");
+    let out = wasp().arg("check").arg(&path).output().unwrap();
+    let second = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        second.contains("[compiled code from cache]"),
+        "{second}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -457,7 +462,10 @@ fn run_without_tokens_listens_on_loopback_only() {
     // closed one.
     let mut out_lines = BufReader::new(stdout).lines();
     let mut err_lines = BufReader::new(stderr).lines();
-    let first = out_lines.next().unwrap().unwrap();
+    let first = out_lines.next().and_then(Result::ok).unwrap_or_else(|| {
+        let said: Vec<String> = err_lines.by_ref().map_while(Result::ok).collect();
+        panic!("wasp run wrote nothing; its stderr:\n{}", said.join("\n"))
+    });
     let addr: std::net::SocketAddr = first
         .strip_prefix("wasp listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
