@@ -1000,6 +1000,33 @@ impl Config {
         }
     }
 
+    /// Points the clusters at the demo's mock peers where they listen,
+    /// `at`: every cluster `config` value and `http.allow` entry naming
+    /// the address `[demo] mock-peers` was written with (as
+    /// `127.0.0.1:8091`, or `127.0.0.1:0` for a port picked at start)
+    /// names `at` instead. Nothing changes when they are the same.
+    pub fn point_demo_peers_at(&mut self, at: SocketAddr) {
+        let Some(written) = self.demo.mock_peers else {
+            return;
+        };
+        if written == at {
+            return;
+        }
+        let (from, to) = (written.to_string(), at.to_string());
+        for cluster in self.clusters.values_mut() {
+            for value in cluster.config.values_mut() {
+                *value = replace_address(value, &from, &to);
+            }
+            if let Some(http) = &mut cluster.http {
+                for host in &mut http.allow {
+                    if *host == from {
+                        host.clone_from(&to);
+                    }
+                }
+            }
+        }
+    }
+
     /// The declared tenant a reference names.
     pub fn tenant(&self, r: &TenantRef) -> Option<&TenantConfig> {
         crate::tenant::find(&self.tenants, r.key())
@@ -1035,6 +1062,25 @@ impl Config {
             Err(e) => Err(format!("component file {}: {e}", path.display())),
         }
     }
+}
+
+/// `text` with each `from` (a `host:port`) that is not followed by
+/// another digit of a port replaced by `to`.
+fn replace_address(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(from) {
+        let after = &rest[at + from.len()..];
+        out.push_str(&rest[..at]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str(from);
+        } else {
+            out.push_str(to);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn check_range(problems: &mut Vec<String>, at: &str, field: &str, value: u64, min: u64, max: u64) {
@@ -1084,6 +1130,30 @@ mod tests {
         component = "builtin:fax"
         tenants = [101, "Environment"]
     "#;
+
+    #[test]
+    fn clusters_follow_the_demo_peers_where_they_listen() {
+        let text = format!(
+            "{GOOD}\nconfig = {{ gateway-url = \"http://127.0.0.1:8091/fax/send\", other = \"127.0.0.1:80911\" }}\n\
+             http = {{ allow = [\"127.0.0.1:8091\", \"example.com\"] }}\n\
+             [demo]\nmock-peers = \"127.0.0.1:8091\"\n"
+        );
+        let mut c = Config::parse(&text, Path::new(".")).unwrap();
+        c.point_demo_peers_at("127.0.0.1:8091".parse().unwrap());
+        assert_eq!(
+            c.clusters["fax"].config["gateway-url"],
+            "http://127.0.0.1:8091/fax/send"
+        );
+        c.point_demo_peers_at("127.0.0.1:40123".parse().unwrap());
+        let fax = &c.clusters["fax"];
+        assert_eq!(fax.config["gateway-url"], "http://127.0.0.1:40123/fax/send");
+        assert_eq!(
+            fax.http.as_ref().unwrap().allow,
+            ["127.0.0.1:40123", "example.com"]
+        );
+        // A longer port that starts the same is another address.
+        assert_eq!(fax.config["other"], "127.0.0.1:80911");
+    }
 
     #[test]
     fn a_good_config_gets_its_defaults() {

@@ -67,6 +67,7 @@
 pub mod admin;
 pub mod auth;
 pub mod builtin;
+pub mod call;
 pub mod capture;
 pub mod cluster;
 pub mod config;

@@ -50,6 +50,11 @@ enum Command {
         /// that name none; without, those are not started.
         #[arg(long)]
         kafka: Option<String>,
+        /// Where the demo's mock peers listen (overrides `[demo]
+        /// mock-peers`; port 0 picks a free one): the clusters' config
+        /// values and HTTP grants naming the configured address follow.
+        #[arg(long)]
+        mock_peers: Option<SocketAddr>,
     },
     /// Load and instantiate everything a config names, then exit: non-zero
     /// with the reasons if anything is wrong.
@@ -76,6 +81,10 @@ enum Command {
     /// Measure ESP over HTTP: a native handler vs pooled vs per-request
     /// Wasm instances, in one run on this machine.
     Bench(wasp::tools::bench::BenchArgs),
+    /// Call one method of a component (a .wasm file or builtin:<name>) or
+    /// of a config's cluster, without a server, and print the result or
+    /// the fault. Without a method, list the methods.
+    Call(Box<wasp::call::CallArgs>),
 }
 
 fn main() -> ExitCode {
@@ -115,9 +124,11 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
                 kafka,
-            } => run(config, listen, data_dir, kafka).await,
+                mock_peers,
+            } => run(config, listen, data_dir, kafka, mock_peers).await,
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::tools::bench::run(args).await,
+            Command::Call(args) => wasp::call::run(*args).await,
             Command::NodeSim(args) => wasp::tools::node_sim::run(*args).await,
             Command::Reload {
                 url,
@@ -144,6 +155,7 @@ async fn run(
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     kafka: Option<String>,
+    mock_peers: Option<SocketAddr>,
 ) -> Result<()> {
     let mut config = load(&path)?;
     config.kafka = kafka.clone();
@@ -159,18 +171,25 @@ async fn run(
         eprintln!("wasp: no [[tokens]] configured, so not listening on {addr}: loopback only");
         addr = loopback;
     }
-    let mocks = match config.demo.mock_peers {
-        Some(at) => Some(
-            wasp::tools::demo::Mocks::start(at)
-                .await
-                .with_context(|| format!("cannot start the demo's mock peers on {at}"))?,
-        ),
+    let mocks = match mock_peers.or(config.demo.mock_peers) {
+        Some(at) => Some(wasp::tools::demo::Mocks::start(at).await.with_context(|| {
+            format!(
+                "cannot start the demo's mock peers on {at} \
+                         (give another address with --mock-peers 127.0.0.1:0)"
+            )
+        })?),
         None => None,
     };
+    if let Some(mocks) = &mocks {
+        config.point_demo_peers_at(mocks.addr);
+    }
     let host = Arc::new(Host::start(config).await.context("cannot start")?);
     // Reloads read the same file (with the same --data-dir); the file and
     // the components it names are watched.
     host.reloads.set_source(path.clone(), data_dir, kafka);
+    if let Some(mocks) = &mocks {
+        host.reloads.set_demo_peers(mocks.addr);
+    }
     wasp::reload::watch(host.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -240,6 +259,13 @@ async fn run(
     println!("  Interaction Server nodes connect to ws://{local}/v1/nodes/connect");
     if let Some(line) = try_line(&host, local) {
         println!("try:\n  {line}");
+    } else if let Some(cluster) = generation.clusters.keys().next() {
+        // No example is known for these services: their methods, each
+        // callable without the server.
+        println!(
+            "try:\n  wasp call {} {cluster}    # lists the methods of cluster {cluster}",
+            path.display()
+        );
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -365,30 +391,13 @@ fn embedded_sim(
 /// suggest one that is expensive.
 fn try_line(host: &Host, addr: SocketAddr) -> Option<String> {
     let generation = host.current();
-    let example = |service: &str| match service {
-        "Fax" => Some((
-            "SendFax",
-            r#"{"To":"+14155550100","Document":"Hello from wasp"}"#,
-        )),
-        "Classification" => Some(("Classify", r#"{"Text":"my parcel never arrived"}"#)),
-        "IM" => Some((
-            "SendMessage",
-            r#"{"To":"agent-7","Text":"Hello from wasp"}"#,
-        )),
-        "Echo" => Some(("Echo", r#"{"Text":"Hello from wasp"}"#)),
-        _ => None,
-    };
+    let example = |c: &wasp::cluster::Cluster| wasp::call::first_example(&c.service, &c.methods);
     let cluster = generation
         .clusters
         .get("fax")
-        .filter(|c| c.service == "Fax")
-        .or_else(|| {
-            generation
-                .clusters
-                .values()
-                .find(|c| example(&c.service).is_some())
-        })?;
-    let (method, params) = example(&cluster.service)?;
+        .filter(|c| c.service == "Fax" && example(c).is_some())
+        .or_else(|| generation.clusters.values().find(|c| example(c).is_some()))?;
+    let (method, params) = example(cluster)?;
     let tenant = cluster.tenants.first()?.id;
     let auth = if generation.config.tokens.is_empty() {
         String::new()

@@ -82,6 +82,9 @@ pub struct Reloads {
     next_id: Mutex<u64>,
     /// The config before the last successful reload, for rollback.
     previous: Mutex<Option<Config>>,
+    /// Where the demo's mock peers listen, when started: a reloaded
+    /// config's clusters are pointed there too.
+    demo_peers: Mutex<Option<std::net::SocketAddr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -105,6 +108,12 @@ impl Reloads {
             data_dir,
             kafka,
         });
+    }
+
+    /// Reloaded configs' clusters are pointed at the demo's mock peers
+    /// at `at` (see [`Config::point_demo_peers_at`]), as at start.
+    pub fn set_demo_peers(&self, at: std::net::SocketAddr) {
+        *lock(&self.demo_peers) = Some(at);
     }
 
     /// The config file reloads read, if any.
@@ -178,6 +187,9 @@ impl Host {
             config.data_dir = Some(dir);
         }
         config.kafka = kafka;
+        if let Some(at) = *lock(&self.reloads.demo_peers) {
+            config.point_demo_peers_at(at);
+        }
         self.apply(config, trigger, started).await
     }
 

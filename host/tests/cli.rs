@@ -172,20 +172,25 @@ fn a_second_start_loads_compiled_code_from_the_cache() {
             cache.display().to_string()
         ),
     );
-    let first = wasp().arg("check").arg(&path).output().unwrap();
-    let first = String::from_utf8_lossy(&first.stdout).to_string();
+    let out = wasp().arg("check").arg(&path).output().unwrap();
+    let first = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         first.contains("OK") && !first.contains("from cache"),
-        "{first}"
+        "{first}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
         std::fs::read_dir(&cache).unwrap().count(),
         1,
         "one compiled artifact"
     );
-    let second = wasp().arg("check").arg(&path).output().unwrap();
-    let second = String::from_utf8_lossy(&second.stdout).to_string();
-    assert!(second.contains("[compiled code from cache]"), "{second}");
+    let out = wasp().arg("check").arg(&path).output().unwrap();
+    let second = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        second.contains("[compiled code from cache]"),
+        "{second}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -214,7 +219,7 @@ fn check_opens_no_store_file_so_a_running_host_keeps_its_own() {
     // A running host holds its store's file (and its lock).
     let running = wasp::store::ClusterStore::file(&held, wasp::store::Limits::entries(10)).unwrap();
     running.set(101, "fax/1", b"Queued", None).unwrap();
-    let out = Command::new(WASP).arg("check").arg(&path).output().unwrap();
+    let out = wasp().arg("check").arg(&path).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -275,6 +280,34 @@ fn check_does_not_connect_to_a_redis_store() {
 
 struct KillOnDrop(std::process::Child);
 
+/// Collects a child's stderr on a thread (so the child never blocks on a
+/// full pipe), for failure messages: a test that fails shows what the
+/// child said.
+#[derive(Clone)]
+struct Said(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Said {
+    fn collect(stderr: std::process::ChildStderr) -> Said {
+        let said = Said(Default::default());
+        let into = said.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut text = into.0.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        said
+    }
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "wasp's stderr:\n{}", self.0.lock().unwrap())
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -285,36 +318,59 @@ impl Drop for KillOnDrop {
 #[test]
 fn run_serves_the_demo_and_prints_where_and_what_to_try() {
     let data = tempfile::tempdir().unwrap();
+    // Port 0 for the server and the mock peers: a demo running on this
+    // machine (on 8080 and 8091) does not get in the way.
     let mut child = wasp()
         .arg("run")
         .arg(demo())
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--mock-peers", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let said = Said::collect(child.stderr.take().unwrap());
     // Whatever happens below, the server does not outlive the test.
     let mut child = KillOnDrop(child);
     let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
+    let mut next_line = || {
+        lines
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("wasp run stopped writing to stdout; {said}"))
+    };
+    let first = next_line();
     let addr = first
         .strip_prefix("wasp listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}; {said}"))
         .to_string();
     // Read up to the curl line (the server keeps stdout open); its -d body
-    // is on the next line, after a backslash.
-    let curl = lines
-        .by_ref()
-        .take(30)
-        .map(Result::unwrap)
-        .find(|line| line.trim_start().starts_with("curl "))
-        .expect("a curl line to try");
+    // is on the next line, after a backslash. On the way: where the mock
+    // peers are.
+    let mut mocks = None;
+    let mut curl = None;
+    for _ in 0..30 {
+        let line = next_line();
+        if let Some(at) = line.split("demo mock peers").nth(1) {
+            mocks = at.split("http://").nth(1).map(str::to_string);
+        }
+        if line.trim_start().starts_with("curl ") {
+            curl = Some(line);
+            break;
+        }
+    }
+    let curl = curl.unwrap_or_else(|| panic!("no curl line to try; {said}"));
+    let mocks =
+        mocks.unwrap_or_else(|| panic!("the demo does not say where its mock peers are; {said}"));
+    assert!(
+        !mocks.ends_with(":8091") && !mocks.ends_with(":0"),
+        "{mocks}"
+    );
     assert!(curl.contains(&addr), "{curl}");
     assert!(curl.trim_end().ends_with('\\'), "{curl}");
-    let body_line = lines.next().unwrap().unwrap();
+    let body_line = next_line();
     // Run what was printed, as a user pasting it would.
     let out = Command::new("sh")
         .arg("-c")
@@ -322,9 +378,9 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{printed}");
+    assert!(out.status.success(), "{printed}; {said}");
     let answer: serde_json::Value =
-        serde_json::from_str(&printed).unwrap_or_else(|e| panic!("{e}: {printed:?}"));
+        serde_json::from_str(&printed).unwrap_or_else(|e| panic!("{e}: {printed:?}; {said}"));
     // The README shows what that line answers: the answer must match it
     // (the job id's serial and check digits aside).
     let readme = std::fs::read_to_string(
@@ -371,7 +427,7 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
         }
         serde_json::Value::Null
     });
-    assert_eq!(nodes[0]["node_id"], "demo-node-1", "{nodes}");
+    assert_eq!(nodes[0]["node_id"], "demo-node-1", "{nodes}; {said}");
     // SIGTERM stops it cleanly.
     let killed = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -379,7 +435,10 @@ fn run_serves_the_demo_and_prints_where_and_what_to_try() {
         .unwrap();
     assert!(killed.success());
     let status = child.0.wait().unwrap();
-    assert!(status.success(), "wasp run exits 0 on SIGTERM: {status}");
+    assert!(
+        status.success(),
+        "wasp run exits 0 on SIGTERM: {status}; {said}"
+    );
 }
 
 #[test]
@@ -389,7 +448,7 @@ fn run_without_tokens_listens_on_loopback_only() {
         &dir,
         "[server]\nlisten = \"0.0.0.0:0\"\n[clusters.echo]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\ntenants = [101]\n",
     );
-    let mut child = Command::new(WASP)
+    let mut child = wasp()
         .arg("run")
         .arg(&path)
         .stdout(Stdio::piped())
@@ -403,7 +462,10 @@ fn run_without_tokens_listens_on_loopback_only() {
     // closed one.
     let mut out_lines = BufReader::new(stdout).lines();
     let mut err_lines = BufReader::new(stderr).lines();
-    let first = out_lines.next().unwrap().unwrap();
+    let first = out_lines.next().and_then(Result::ok).unwrap_or_else(|| {
+        let said: Vec<String> = err_lines.by_ref().map_while(Result::ok).collect();
+        panic!("wasp run wrote nothing; its stderr:\n{}", said.join("\n"))
+    });
     let addr: std::net::SocketAddr = first
         .strip_prefix("wasp listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
@@ -432,4 +494,40 @@ fn run_without_tokens_listens_on_loopback_only() {
     });
     assert_eq!(status, 200);
     drop((out_lines, err_lines));
+}
+
+/// A cluster of a service with no known example: the start-up lines say
+/// how to list its methods with `wasp call` (and that line works).
+#[test]
+fn run_suggests_wasp_call_for_a_service_without_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &common::chaos_cluster("chaos", ""));
+    let mut child = wasp()
+        .arg("run")
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let said = Said::collect(child.stderr.take().unwrap());
+    let _child = KillOnDrop(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let suggested = lines
+        .by_ref()
+        .take(30)
+        .map_while(Result::ok)
+        .find(|l| l.trim_start().starts_with("wasp call "))
+        .unwrap_or_else(|| panic!("no wasp call line; {said}"));
+    let line = suggested.trim_start().split("    #").next().unwrap();
+    assert_eq!(line, format!("wasp call {} chaos", path.display()));
+    let out = wasp().args(line.split(' ').skip(1)).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("service Chaos"),
+        "{listed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(lines);
 }

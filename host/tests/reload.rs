@@ -258,3 +258,33 @@ async fn a_capture_point_is_added_changed_and_removed_by_reloads() {
     assert!(s.host.current().captures.is_empty());
     let _ = CHAOS;
 }
+
+/// A reloaded config's clusters are pointed at the demo's mock peers
+/// where they listen (`wasp run --mock-peers`, or port 0), as at start.
+#[tokio::test]
+async fn a_reload_points_the_clusters_at_the_demo_peers_where_they_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wasp.toml");
+    write(
+        &path,
+        &format!(
+            "[demo]\nmock-peers = \"127.0.0.1:8091\"\n[clusters.chaos]\nservice = \"Chaos\"\n\
+             component = {CHAOS:?}\ntenants = [101]\n\
+             config = {{ gateway-url = \"http://127.0.0.1:8091/fax/send\" }}\n\
+             http = {{ allow = [\"127.0.0.1:8091\"] }}\n"
+        ),
+    );
+    let s = serve_file(&path, false).await;
+    s.host
+        .reloads
+        .set_demo_peers("127.0.0.1:40123".parse().unwrap());
+    let (status, report) = post(&s, "/v1/admin/reload").await;
+    assert_eq!(status, 200, "{report}");
+    let generation = s.host.current();
+    let chaos = &generation.config.clusters["chaos"];
+    assert_eq!(
+        chaos.config["gateway-url"],
+        "http://127.0.0.1:40123/fax/send"
+    );
+    assert_eq!(chaos.http.as_ref().unwrap().allow, ["127.0.0.1:40123"]);
+}

@@ -88,7 +88,11 @@ pub async fn serve_config(config: Config) -> Served {
 /// Serves the config file at `path` as `wasp run` does: reloads read it
 /// again (`POST /v1/admin/reload`), and it is watched when `watch`.
 pub async fn serve_file(path: &std::path::Path, watch: bool) -> Served {
-    let config = Config::load(path).unwrap_or_else(|e| panic!("config: {e}"));
+    let mut config = Config::load(path).unwrap_or_else(|e| panic!("config: {e}"));
+    // Never the user's compile cache.
+    if config.runtime.cache_dir.is_none() {
+        config.runtime.cache_dir = Some(cache_dir());
+    }
     let host = Arc::new(Host::start(config).await.expect("gateway starts"));
     host.reloads.set_source(path.to_path_buf(), None, None);
     if watch {
