@@ -71,3 +71,5 @@ wasp_codec_sdk::export_codec!(GenesysXml);
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod proptests;
