@@ -1071,6 +1071,9 @@ impl std::fmt::Display for ComponentSource {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

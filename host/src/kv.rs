@@ -8,6 +8,8 @@
 //! `Request.Parameters.Tags`, so an ESP client knows what to fix.
 
 mod json;
+#[cfg(test)]
+mod proptests;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;

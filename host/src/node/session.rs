@@ -45,6 +45,9 @@ use crate::esp::{self, FaultBody, Refused, ResponseBody, Scalar};
 use crate::fault::{Fault, FaultCode};
 use crate::kv::Kv;
 
+#[cfg(test)]
+mod proptests;
+
 pub async fn connect(
     State(host): State<Arc<Host>>,
     headers: HeaderMap,
