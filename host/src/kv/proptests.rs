@@ -215,8 +215,9 @@ proptest! {
 
 #[test]
 fn binary_spelled_as_a_list_is_binary() {
-    // Why `$binary` is not a generated key: the one ambiguity of the
-    // encoding, as documented (PROTOCOL.md).
+    // Why `$binary` is not a generated key: an object is binary when
+    // `$binary` is its one key (README, "The protocol in brief"), so a list of that
+    // one key does not read back as a list.
     let kv = Kv::new().with(
         "L",
         Value::List(Kv::new().with("$binary", Value::Str("AAE=".into()))),
