@@ -1117,6 +1117,9 @@ impl std::fmt::Display for ComponentSource {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

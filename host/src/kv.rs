@@ -8,6 +8,8 @@
 //! `Request.Parameters.Tags`, so an ESP client knows what to fix.
 
 mod json;
+#[cfg(test)]
+mod proptests;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -460,6 +462,24 @@ mod tests {
         };
         assert!(nested(MAX_DEPTH).is_ok());
         assert!(nested(MAX_DEPTH + 1).is_err());
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_not_called_floats() {
+        // Found by the property tests: a whole number beyond u64 (which
+        // the JSON parser reads as a float) was refused as "a float".
+        for big in [
+            "1000000000000000000000",
+            "-9223372036854775809",
+            "18446744073709551615",
+        ] {
+            let err = Kv::from_json_text(&format!(r#"{{"N":{big}}}"#), "P").unwrap_err();
+            assert_eq!(err.path, "P.N");
+            assert!(err.reason.contains("does not fit in 64 bits"), "{err}");
+            assert!(!err.reason.contains("float"), "{err}");
+        }
+        let err = Kv::from_json_text(r#"{"N":1.5}"#, "P").unwrap_err();
+        assert!(err.reason.contains("is a float"), "{err}");
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub mod store;
 pub mod tenant;
 pub mod tools;
 
+#[cfg(test)]
+mod proptest_support;
+
 use std::sync::Arc;
 
 use anyhow::{Context, Result};

@@ -53,6 +53,9 @@ use crate::kv::{self, Kv, Value};
 use crate::node::frames::OpKind;
 use crate::runtime::codec::{Entry, Operation, Reply, ReplyKind};
 
+#[cfg(test)]
+mod proptests;
+
 /// The Genesys interaction namespace of the native SOAP dialect.
 pub const IXN: &str = "http://www.genesyslab.com/interaction";
 /// SOAP 1.1 envelopes.

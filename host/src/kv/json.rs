@@ -206,12 +206,20 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         })
     }
 
+    /// A fraction or an exponent, or a whole number beyond `u64` (the
+    /// parser reads those as floats too): the latter is told as a number
+    /// out of range, not as a float the client never wrote.
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Err(fail(
-            self.slot,
-            self.path,
-            format!("{v:?} is a float; KV values are integers, strings, binary or lists"),
-        ))
+        let reason = if v.fract() == 0.0 && v.abs() >= 9.223_372_036_854_776e18 {
+            format!(
+                "{v:?} does not fit in 64 bits (KV integers run from {} to {})",
+                i64::MIN,
+                i64::MAX
+            )
+        } else {
+            format!("{v:?} is a float; KV values are integers, strings, binary or lists")
+        };
+        Err(fail(self.slot, self.path, reason))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {

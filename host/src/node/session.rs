@@ -45,6 +45,9 @@ use crate::esp::{self, FaultBody, Refused, ResponseBody, Scalar};
 use crate::fault::{Fault, FaultCode};
 use crate::kv::Kv;
 
+#[cfg(test)]
+mod proptests;
+
 pub async fn connect(
     State(host): State<Arc<Host>>,
     headers: HeaderMap,
@@ -196,9 +199,9 @@ struct FrameHead {
     kind: Option<Scalar>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct HelloFrame {
+pub(crate) struct HelloFrame {
     node_id: String,
     #[serde(deserialize_with = "bounded::<_, _, MAX_HELLO_TENANTS>")]
     tenants: Vec<Scalar>,
@@ -207,9 +210,9 @@ struct HelloFrame {
     window: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DoneFrame {
+pub(crate) struct DoneFrame {
     correlation_id: String,
     #[serde(default)]
     interaction_id: Option<String>,
@@ -217,18 +220,18 @@ struct DoneFrame {
     properties: Kv,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct ErrorFrame {
+pub(crate) struct ErrorFrame {
     correlation_id: String,
     code: u16,
     #[serde(default)]
     description: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct NotifyFrame {
+pub(crate) struct NotifyFrame {
     interaction_id: String,
     notification: String,
     #[serde(default)]
@@ -273,28 +276,37 @@ fn check_id(field: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The first frame's shape: a `Hello` with a well-formed `NodeId` (trimmed)
+/// and at least one tenant; the tenants, media types and window are
+/// checked against the host by [`read_hello`].
+pub(crate) fn parse_hello(text: &str) -> Result<HelloFrame, String> {
+    let head: FrameHead =
+        serde_json::from_str(text).map_err(|e| format!("not a Hello frame: {e}"))?;
+    if head.kind != Some(Scalar::Str("Hello".into())) {
+        return Err("the first frame must be a Hello".into());
+    }
+    let mut hello: HelloFrame =
+        serde_json::from_str(text).map_err(|e| format!("not a Hello frame: {e}"))?;
+    hello.node_id = hello.node_id.trim().to_string();
+    check_id("NodeId", &hello.node_id)?;
+    if hello.tenants.is_empty() {
+        return Err("Tenants: a node serves at least one tenant".into());
+    }
+    Ok(hello)
+}
+
 fn read_hello(
     host: &Host,
     text: &str,
     grant: Option<&Grant>,
 ) -> Result<SessionHello, (FaultCode, String)> {
     let invalid = |m: String| (FaultCode::InvalidRequest, m);
-    let head: FrameHead =
-        serde_json::from_str(text).map_err(|e| invalid(format!("not a Hello frame: {e}")))?;
-    if head.kind != Some(Scalar::Str("Hello".into())) {
-        return Err(invalid("the first frame must be a Hello".into()));
-    }
     let HelloFrame {
         node_id,
         tenants,
         media_types,
         window,
-    } = serde_json::from_str(text).map_err(|e| invalid(format!("not a Hello frame: {e}")))?;
-    let node_id = node_id.trim().to_string();
-    check_id("NodeId", &node_id).map_err(invalid)?;
-    if tenants.is_empty() {
-        return Err(invalid("Tenants: a node serves at least one tenant".into()));
-    }
+    } = parse_hello(text).map_err(invalid)?;
     let mut ids = Vec::new();
     let generation = host.current();
     for t in &tenants {
@@ -475,70 +487,88 @@ async fn send_error(
     session.send_text(frame.to_text()).await;
 }
 
-async fn handle_text(host: &Arc<Host>, session: &Arc<Session>, text: &str) {
-    let head: FrameHead = match serde_json::from_str(text) {
-        Ok(head) => head,
-        Err(e) => return send_error(session, None, format!("malformed JSON: {e}")).await,
-    };
+/// A frame a node sent after its `Hello`, read and checked; `Err` is the
+/// description of the 3000 `Error` it is answered with.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// `Request3rdServer`, read by [`esp::parse`] from the same text.
+    Esp,
+    Ping,
+    Pong,
+    Done(DoneFrame),
+    Error(ErrorFrame),
+    Notify(NotifyFrame),
+}
+
+pub(crate) fn parse_frame(text: &str) -> Result<Incoming, String> {
+    let head: FrameHead = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
     let kind = match &head.kind {
         Some(Scalar::Str(kind)) => kind.as_str(),
-        _ => return send_error(session, None, "a frame needs a Type").await,
+        _ => return Err("a frame needs a Type".into()),
     };
     /// Reads a frame of a known type; a wrong field is a 3000 `Error`.
     fn read<'a, T: Deserialize<'a>>(kind: &str, text: &'a str) -> Result<T, String> {
         serde_json::from_str(text).map_err(|e| format!("unreadable {kind} frame: {e}"))
     }
-    let result = match kind {
-        "Request3rdServer" => {
-            esp_request(host, session, text).await;
-            Ok(())
-        }
-        "Ping" => {
-            session.send_text(HostFrame::Pong.to_text()).await;
-            Ok(())
-        }
-        "Pong" => Ok(()),
-        "Done" => read::<DoneFrame>(kind, text).and_then(|done| {
+    match kind {
+        "Request3rdServer" => Ok(Incoming::Esp),
+        "Ping" => Ok(Incoming::Ping),
+        "Pong" => Ok(Incoming::Pong),
+        "Done" => {
+            let done = read::<DoneFrame>(kind, text)?;
             check_id("CorrelationId", &done.correlation_id)?;
             if let Some(id) = &done.interaction_id {
                 check_id("InteractionId", id)?;
             }
-            host.nodes.answered(
-                session,
-                &done.correlation_id,
-                Ok(OpDone {
-                    node_id: session.node_id.clone(),
-                    interaction_id: done.interaction_id.unwrap_or_default(),
-                    properties: done.properties,
-                }),
-            );
-            Ok(())
-        }),
-        "Error" => read::<ErrorFrame>(kind, text).and_then(|error| {
+            Ok(Incoming::Done(done))
+        }
+        "Error" => {
+            let error = read::<ErrorFrame>(kind, text)?;
             check_id("CorrelationId", &error.correlation_id)?;
-            host.nodes.answered(
-                session,
-                &error.correlation_id,
-                Err(Fault::from_code(error.code, error.description)),
-            );
-            Ok(())
-        }),
-        "Notify" => read::<NotifyFrame>(kind, text).and_then(|notify| {
+            Ok(Incoming::Error(error))
+        }
+        "Notify" => {
+            let notify = read::<NotifyFrame>(kind, text)?;
             check_id("InteractionId", &notify.interaction_id)?;
             check_id("Notification", &notify.notification)?;
-            host.nodes.notified(
-                session,
-                notify.interaction_id,
-                notify.notification,
-                notify.properties,
-            );
-            Ok(())
-        }),
+            Ok(Incoming::Notify(notify))
+        }
         "Hello" => Err("Hello was already received".into()),
         other => Err(format!("unknown frame Type {other:?}")),
+    }
+}
+
+async fn handle_text(host: &Arc<Host>, session: &Arc<Session>, text: &str) {
+    let frame = match parse_frame(text) {
+        Ok(frame) => frame,
+        Err(why) => return send_error(session, None, why).await,
     };
-    if let Err(why) = result {
-        send_error(session, None, why).await;
+    match frame {
+        Incoming::Esp => esp_request(host, session, text).await,
+        Incoming::Ping => {
+            session.send_text(HostFrame::Pong.to_text()).await;
+        }
+        Incoming::Pong => {}
+        Incoming::Done(done) => host.nodes.answered(
+            session,
+            &done.correlation_id,
+            Ok(OpDone {
+                node_id: session.node_id.clone(),
+                interaction_id: done.interaction_id.unwrap_or_default(),
+                properties: done.properties,
+            }),
+        ),
+        Incoming::Error(error) => host.nodes.answered(
+            session,
+            &error.correlation_id,
+            Err(Fault::from_code(error.code, error.description)),
+        ),
+        Incoming::Notify(notify) => host.nodes.notified(
+            session,
+            notify.interaction_id,
+            notify.notification,
+            notify.properties,
+        ),
     }
 }
 

@@ -70,4 +70,6 @@ impl Codec for GenesysXml {
 wasp_codec_sdk::export_codec!(GenesysXml);
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
