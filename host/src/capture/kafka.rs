@@ -41,9 +41,11 @@
 //!
 //! # Bounds
 //! - [`KafkaConfig::max_in_flight`]: messages handed out and not finished
-//!   or dropped; each [`Message`] carries the permit. While none is free the
-//!   source pauses its partitions but keeps polling the consumer (so the
-//!   group's heartbeats, rebalances and `max.poll.interval.ms` are served).
+//!   or dropped; each [`Message`] carries the permit. While none is free
+//!   for more than a second the source pauses its partitions but keeps
+//!   polling the consumer (so the group's heartbeats, rebalances and
+//!   `max.poll.interval.ms` are served); a shorter wait does without the
+//!   pause, whose every resume costs a fetch.
 //! - [`KafkaConfig::max_message_bytes`]: a larger message is never handed
 //!   out; it goes to the error topic with a reason giving both sizes.
 //! - librdkafka's prefetch queue is bounded by
@@ -101,6 +103,9 @@ const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Kafka's limit on topic names.
 const MAX_TOPIC_LEN: usize = 249;
+/// How long the source waits for a free `max_in_flight` place before it
+/// pauses its partitions (and polls, serving rebalances, while paused).
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 /// How long [`KafkaSource::close`] waits for the consumer to leave its
 /// group; past it the close goes on by itself and the source is gone.
 const CLOSE_WITHIN: Duration = Duration::from_secs(10);
@@ -810,6 +815,21 @@ impl KafkaSource {
         if let Ok(p) = self.shared.permits.clone().try_acquire_owned() {
             self.set_paused(false);
             return Ready::Permit(p);
+        }
+        // A short wait (messages finishing all the time) does without a
+        // pause: pausing drops librdkafka's prefetched messages and each
+        // resume costs a fetch from the broker. Only a longer one pauses
+        // and polls, to serve rebalances meanwhile.
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ready::Stopped,
+            p = self.shared.permits.clone().acquire_owned() => {
+                return match p {
+                    Ok(p) => Ready::Permit(p),
+                    Err(_) => Ready::Stopped,
+                };
+            }
+            () = tokio::time::sleep(PAUSE_AFTER) => {}
         }
         self.set_paused(true);
         let permit = tokio::select! {

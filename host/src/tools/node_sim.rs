@@ -409,7 +409,9 @@ async fn session(
             .headers_mut()
             .insert("authorization", format!("Bearer {token}").parse()?);
     }
-    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    // Without TCP_NODELAY an answer written while the previous one is
+    // not acknowledged yet waits for the host's delayed ACK (tens of ms).
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
     let (mut sink, mut stream) = ws.split();
     let hello = NodeFrame::Hello {
         node_id: args.node_id.clone(),
