@@ -26,7 +26,7 @@ use support::{Wasp, until};
 use wasp::tools::node_sim::{Sim, SimArgs};
 
 /// How long a scenario may wait for messages to go through.
-const PATIENCE: Duration = Duration::from_secs(300);
+const PATIENCE: Duration = Duration::from_secs(180);
 
 /// A config with tenant 101 and the kafka capture point `orders` on
 /// `broker`'s topic `orders`.
@@ -195,11 +195,23 @@ async fn a_hundred_thousand_messages_through_a_frozen_broker() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     broker.resume();
     eprintln!("the broker was frozen for 20 s with {frozen_at} of {N} submitted");
-    until("every message submitted", PATIENCE, || {
+    let done = until("every message submitted", PATIENCE, || {
         (node.state.interactions.lock().unwrap().len() >= N).then_some(())
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", stderr()));
+    .await;
+    if let Err(e) = done {
+        let captures = reqwest::get(format!("{}/v1/admin/captures", wasp.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        panic!(
+            "{e}: {} submitted; captures: {captures}\n{}",
+            node.state.interactions.lock().unwrap().len(),
+            stderr()
+        );
+    }
     let held = held_once(&node);
     assert_eq!(held.len(), N, "one interaction per message");
     wait_committed(&broker, PARTITIONS, N as i64, &stderr).await;

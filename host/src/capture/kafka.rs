@@ -600,11 +600,20 @@ impl ConsumerContext for Context {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance
-            && self.shared.paused.load(Ordering::SeqCst)
-            && let Err(e) = consumer.pause(tpl)
-        {
-            tracing::warn!(group = %self.shared.group, "kafka: pause new partitions: {e}");
+        // librdkafka keeps a partition's pause across its revocation and
+        // assignment: one paused before a rebalance and resumed while it
+        // was not assigned would stay paused for good. New partitions
+        // take the source's state, whatever they were.
+        if let Rebalance::Assign(tpl) = rebalance {
+            let paused = self.shared.paused.load(Ordering::SeqCst);
+            let result = if paused {
+                consumer.pause(tpl)
+            } else {
+                consumer.resume(tpl)
+            };
+            if let Err(e) = result {
+                tracing::warn!(group = %self.shared.group, paused, "kafka: pause/resume new partitions: {e}");
+            }
         }
     }
 

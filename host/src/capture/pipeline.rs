@@ -22,7 +22,7 @@
 //! `inbound/`) and taken again later, for at most `node-wait-ms` in all;
 //! then the operation is answered with the fault.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::CapturePoint;
 use super::file::{FileConfig, FileSource, Finalizer, Taken};
 use super::runner::{Runner, Step, error_reply};
-use super::state::CaptureState;
+use super::state::{CaptureState, Interaction};
 use crate::kv::Kv;
 use crate::node::{Nodes, Notification};
 use crate::runtime::codec::{Entry, RawItem, Reply, ReplyKind};
@@ -67,6 +67,13 @@ pub(crate) trait Outlet: Send + Sync + 'static {
     /// The item's key in the journal: the same item taken again after a
     /// restart has the same key.
     fn key(&self, item: &Self::Item) -> String;
+    /// Whether answers are journaled per operation, so an item taken
+    /// again after a crash replays them instead of asking the node again.
+    /// An outlet whose source gives an item again under the same
+    /// [`Outlet::attempt`] id (its operations then carry the same
+    /// CorrelationIds, which a node recognises) may do without: only the
+    /// ExternalIds its submits made are remembered, in one write per item.
+    const JOURNAL: bool = true;
     /// The item's attempt id when its source names it for good (the same
     /// on every host that takes it); `None`: a random one is journaled.
     fn attempt(&self, _item: &Self::Item) -> Option<String> {
@@ -95,6 +102,66 @@ struct Worker<O: Outlet> {
     outlet: O,
     /// Item key → when it first waited for a node.
     waits: Mutex<HashMap<String, Instant>>,
+    /// Without a journal: writes the ExternalIds of many items at once.
+    remembering: Option<Remembering>,
+}
+
+/// ExternalIds to remember and who waits for them to be written.
+type RememberJob = (
+    Vec<(String, Interaction)>,
+    tokio::sync::oneshot::Sender<Result<()>>,
+);
+
+/// A task that writes the ExternalIds of items finished together in one
+/// state transaction (a transaction per item cost more than the rest of
+/// an item's way), so that an item completes only once they are written.
+#[derive(Clone)]
+struct Remembering {
+    jobs: mpsc::Sender<RememberJob>,
+}
+
+/// Jobs one write takes at most.
+const REMEMBER_BATCH: usize = 1024;
+
+impl Remembering {
+    fn start(state: Arc<CaptureState>) -> Remembering {
+        let (jobs, mut rx) = mpsc::channel::<RememberJob>(REMEMBER_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < REMEMBER_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let (pairs, waiting): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let pairs: Vec<(String, Interaction)> = pairs.into_iter().flatten().collect();
+                let state = state.clone();
+                let written = tokio::task::spawn_blocking(move || state.remember_all(&pairs))
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map(drop));
+                for w in waiting {
+                    let _ = w.send(match &written {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                    });
+                }
+            }
+        });
+        Remembering { jobs }
+    }
+
+    async fn remember(&self, pairs: Vec<(String, Interaction)>) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((pairs, tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("the capture point stops"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the capture point stops"))?
+    }
 }
 
 /// The file adapter as an outlet.
@@ -224,6 +291,7 @@ pub(crate) fn start_file(
         cp,
         outlet,
         waits: Mutex::new(HashMap::new()),
+        remembering: None,
     });
     let (tx, rx) = mpsc::channel::<Taken>(batch);
     {
@@ -254,6 +322,10 @@ struct KafkaOutlet {
 impl Outlet for KafkaOutlet {
     type Item = super::kafka::Message;
     const RETRY_IN_PLACE: bool = true;
+    // A message not committed comes again with the same CorrelationIds;
+    // a journal write per operation cost five times the rest of a
+    // message's way (see BENCHMARKS.md).
+    const JOURNAL: bool = false;
 
     fn raw(&self, m: &Self::Item) -> RawItem {
         RawItem {
@@ -352,6 +424,7 @@ pub(crate) fn start_kafka(
         finisher: source.finisher(),
     };
     let worker = Arc::new(Worker {
+        remembering: Some(Remembering::start(state.clone())),
         runner: Runner::new(cp.clone(), nodes, tenants, state),
         cp,
         outlet,
@@ -507,7 +580,12 @@ impl<O: Outlet> Worker<O> {
         // to leave its source.
         let done_marker = entries.len();
         let k = key.clone();
-        let recorded = self.runner.blocking(move |s| s.recorded(&k)).await?;
+        let recorded = if O::JOURNAL {
+            self.runner.blocking(move |s| s.recorded(&k)).await?
+        } else {
+            BTreeMap::new()
+        };
+        let mut remembered = Vec::new();
         // The item's attempt id makes its operations' CorrelationIds: the
         // same after a restart (a node that already did an operation can
         // tell), different for the same file dropped again later.
@@ -553,16 +631,20 @@ impl<O: Outlet> Worker<O> {
                 } else {
                     self.cp.stats.answered.inc();
                 }
-                let bytes = Saved::write(&reply)?;
-                let k = key.clone();
-                self.runner
-                    .blocking(move |s| match &remember {
-                        Some((ext, interaction)) => {
-                            s.record_submit(&k, i, &bytes, ext, interaction).map(drop)
-                        }
-                        None => s.record(&k, i, &bytes),
-                    })
-                    .await?;
+                if O::JOURNAL {
+                    let bytes = Saved::write(&reply)?;
+                    let k = key.clone();
+                    self.runner
+                        .blocking(move |s| match &remember {
+                            Some((ext, interaction)) => {
+                                s.record_submit(&k, i, &bytes, ext, interaction).map(drop)
+                            }
+                            None => s.record(&k, i, &bytes),
+                        })
+                        .await?;
+                } else if let Some(pair) = remember {
+                    remembered.push(pair);
+                }
                 replies.push(reply);
             }
             self.forget_wait(&key);
@@ -577,14 +659,27 @@ impl<O: Outlet> Worker<O> {
                     "the replies could not be encoded; the item is finished without them")
                 }
             }
-            let k = key.clone();
-            self.runner
-                .blocking(move |s| s.record(&k, done_marker, b"done"))
-                .await?;
+            if O::JOURNAL {
+                let k = key.clone();
+                self.runner
+                    .blocking(move |s| s.record(&k, done_marker, b"done"))
+                    .await?;
+            } else if !remembered.is_empty() {
+                match &self.remembering {
+                    Some(r) => r.remember(remembered).await?,
+                    None => {
+                        self.runner
+                            .blocking(move |s| s.remember_all(&remembered).map(drop))
+                            .await?
+                    }
+                }
+            }
         }
         self.outlet.complete(taken).await?;
         self.cp.stats.processed.inc();
-        self.runner.blocking(move |s| s.finish(&key)).await?;
+        if O::JOURNAL {
+            self.runner.blocking(move |s| s.finish(&key)).await?;
+        }
         Ok(())
     }
 

@@ -632,6 +632,25 @@ impl CaptureState {
         })
     }
 
+    /// [`CaptureState::remember`] for each pair, in one transaction;
+    /// returns the ExternalIds forgotten to make room.
+    pub fn remember_all(&self, pairs: &[(String, Interaction)]) -> Result<Vec<String>> {
+        for (ext, interaction) in pairs {
+            check_key("ExternalId", ext)?;
+            check_interaction(interaction)?;
+        }
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|t, _, limits| {
+            let mut forgotten = Vec::new();
+            for (ext, interaction) in pairs {
+                forgotten.extend(t.remember(ext, interaction, limits.max_external_ids)?);
+            }
+            Ok(forgotten)
+        })
+    }
+
     /// The answers recorded for `item`, by operation index: what to replay
     /// when the item is processed again. Empty for an item never recorded,
     /// finished or dropped.
