@@ -231,3 +231,36 @@ async fn a_hundred_thousand_messages_through_a_frozen_broker() {
     drop(node);
     drop(wasp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasp_kafka_produce_and_consume_put_a_file_on_a_topic_and_print_it() {
+    let broker = Broker::start();
+    broker.create_topic("try", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("order.xml");
+    std::fs::write(
+        &file,
+        r#"<interaction operation="submit" ExternalId="t-1"/>"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(support::wasp_bin())
+            .args(["kafka"])
+            .args(args)
+            .args(["--brokers", &broker.addr, "--topic", "try"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "wasp kafka {args:?}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let produced = run(&["produce", "--key", "t-1", file.to_str().unwrap()]);
+    assert_eq!(produced.trim(), "try/0/0");
+    let printed = run(&["consume", "--count", "1"]);
+    assert!(printed.starts_with("try/0/0 key=t-1"), "{printed}");
+    assert!(printed.contains(r#"ExternalId="t-1""#), "{printed}");
+}

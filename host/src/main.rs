@@ -85,6 +85,10 @@ enum Command {
     /// of a config's cluster, without a server, and print the result or
     /// the fault. Without a method, list the methods.
     Call(Box<wasp::call::CallArgs>),
+    /// Put messages on a Kafka topic or read one, to try a kafka capture
+    /// point by hand.
+    #[command(subcommand)]
+    Kafka(wasp::tools::kafka_cli::KafkaCommand),
 }
 
 fn main() -> ExitCode {
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::tools::bench::run(args).await,
             Command::Call(args) => wasp::call::run(*args).await,
+            Command::Kafka(command) => wasp::tools::kafka_cli::run(command).await,
             Command::NodeSim(args) => wasp::tools::node_sim::run(*args).await,
             Command::Reload {
                 url,

@@ -293,7 +293,8 @@ fn status_of(shared: &Shared, group: &str) -> KafkaStatus {
         group: group.to_string(),
         broker_up: shared.broker_up.load(Ordering::SeqCst),
         lag: *shared.lag.lock().unwrap_or_else(|e| e.into_inner()),
-        in_flight: shared.max_in_flight - shared.permits.available_permits(),
+        in_flight: (shared.max_in_flight - shared.permits.available_permits())
+            .saturating_sub(usize::from(shared.waiting.load(Ordering::SeqCst))),
         partitions,
     }
 }
@@ -424,6 +425,8 @@ struct Shared {
     /// assigned meanwhile are paused too.
     paused: AtomicBool,
     broker_up: AtomicBool,
+    /// The source waits for the next message, holding a place for it.
+    waiting: AtomicBool,
     produce_failing: AtomicBool,
     lag: Mutex<Option<i64>>,
     closing: CancellationToken,
@@ -716,6 +719,7 @@ impl KafkaSource {
             max_in_flight: cfg.max_in_flight,
             paused: AtomicBool::new(false),
             broker_up: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
             produce_failing: AtomicBool::new(false),
             lag: Mutex::new(None),
             closing: CancellationToken::new(),
@@ -736,6 +740,10 @@ impl KafkaSource {
                 cfg.max_prefetch_kbytes.to_string(),
             )
             .set("enable.partition.eof", "false")
+            // An inbound topic created after the start (by its first
+            // message, on a broker that auto-creates) is seen within
+            // seconds, not librdkafka's default five minutes.
+            .set("topic.metadata.refresh.interval.ms", "5000")
             .create_with_context(Context {
                 shared: shared.clone(),
             })
@@ -797,10 +805,16 @@ impl KafkaSource {
                     Ready::Held => continue,
                     Ready::Stopped => return batch,
                 };
+                // The place taken for the next message is not in flight.
+                self.shared.waiting.store(true, Ordering::SeqCst);
                 let received = tokio::select! {
                     biased;
-                    _ = stop.cancelled() => return batch,
-                    m = self.consumer.recv() => m,
+                    _ = stop.cancelled() => None,
+                    m = self.consumer.recv() => Some(m),
+                };
+                self.shared.waiting.store(false, Ordering::SeqCst);
+                let Some(received) = received else {
+                    return batch;
                 };
                 self.take(received, permit, &mut batch);
             }

@@ -9,10 +9,13 @@
 //!   and files through a capture point end to end.
 //! - [`bench_kafka`]: `wasp bench kafka` and `wasp bench soap`: Kafka and
 //!   SOAP capture points end to end, beside baselines in the same run.
+//! - [`kafka_cli`]: `wasp kafka produce|consume`, to try a kafka capture
+//!   point by hand.
 //! - [`demo`]: the demo's mock SMS, fax and IM gateways and social APIs.
 
 pub mod bench;
 pub mod bench_capture;
 pub mod bench_kafka;
 pub mod demo;
+pub mod kafka_cli;
 pub mod node_sim;
