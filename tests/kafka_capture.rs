@@ -51,6 +51,16 @@ default-values = {{ TenantId = 101, Queue = "Inbound" }}
     path
 }
 
+/// A broker with the topic `orders` of `partitions` partitions and its
+/// notification and error topics.
+async fn orders_broker(partitions: i32) -> Broker {
+    let broker = Broker::start();
+    broker.create_topic("orders", partitions).await;
+    broker.create_topic("orders.notification", 1).await;
+    broker.create_topic("orders.error", 1).await;
+    broker
+}
+
 /// Submits with ExternalIds `<prefix>-<i>`, keyed `k-<i>`.
 fn submits(prefix: &str, n: usize) -> Vec<Record<'static>> {
     (0..n)
@@ -109,10 +119,7 @@ async fn wait_committed(broker: &Broker, partitions: i32, n: i64, stderr: &dyn F
 async fn two_hosts_share_the_topic_and_one_killed_loses_nothing() {
     const N: usize = 3000;
     const PARTITIONS: i32 = 4;
-    let broker = Broker::start();
-    broker.create_topic("orders", PARTITIONS).await;
-    broker.create_topic("orders.notification", 1).await;
-    broker.create_topic("orders.error", 1).await;
+    let broker = orders_broker(PARTITIONS).await;
     let dir = tempfile::tempdir().unwrap();
     let path = config(dir.path(), &broker, "");
     let mut a = Wasp::start(&path, "127.0.0.1:0", &dir.path().join("a"))
@@ -169,10 +176,7 @@ async fn two_hosts_share_the_topic_and_one_killed_loses_nothing() {
 async fn a_hundred_thousand_messages_through_a_frozen_broker() {
     const N: usize = 100_000;
     const PARTITIONS: i32 = 4;
-    let broker = Broker::start();
-    broker.create_topic("orders", PARTITIONS).await;
-    broker.create_topic("orders.notification", 1).await;
-    broker.create_topic("orders.error", 1).await;
+    let broker = orders_broker(PARTITIONS).await;
     let dir = tempfile::tempdir().unwrap();
     let path = config(dir.path(), &broker, "batch = 64\nmax-in-flight = 1024\n");
     let wasp = Wasp::start(&path, "127.0.0.1:0", &dir.path().join("data"))

@@ -22,7 +22,7 @@ use crate::cluster::Cluster;
 use crate::config::{Config, TenantConfig};
 use crate::kv::{Kv, Value};
 use crate::runtime::bindings;
-use crate::runtime::{ComponentCache, InstanceSpec, Runtime};
+use crate::runtime::{InstanceSpec, Runtime};
 
 /// What `wasp call` takes.
 #[derive(Debug, clap::Args)]
@@ -346,22 +346,6 @@ fn cluster_config(args: &CallArgs, path: &Path, name: &str) -> Result<Config> {
     Ok(config)
 }
 
-fn runtime_for(config: &Config) -> Result<Runtime> {
-    let cache = if config.runtime.no_cache {
-        ComponentCache::new(None)
-    } else {
-        ComponentCache::new(
-            config
-                .runtime
-                .cache_dir
-                .clone()
-                .or_else(ComponentCache::default_dir),
-        )
-        .with_max_bytes(config.runtime.cache_max_bytes())
-    };
-    Runtime::new(crate::host::pool_size(config), cache)
-}
-
 /// The service type a component declares (its `describe`), for the
 /// cluster made up for it.
 async fn service_type(runtime: &Runtime, config: &Config, name: &str) -> Result<String> {
@@ -396,7 +380,7 @@ async fn start(args: &CallArgs, target: &Target) -> Result<(Cluster, Config, Run
             // compiled code is cached, so the cluster loads it again
             // quickly).
             let (probe, name) = component_config(args, component, "?")?;
-            let runtime = runtime_for(&probe)?;
+            let runtime = crate::host::runtime_for(&probe)?;
             let service = service_type(&runtime, &probe, &name).await?;
             let (config, name) = component_config(args, component, &service)?;
             let cluster = Cluster::start(
@@ -419,7 +403,7 @@ async fn start(args: &CallArgs, target: &Target) -> Result<(Cluster, Config, Run
             "the store is in memory for this call: the configured one is not opened"
         );
     }
-    let runtime = runtime_for(&config)?;
+    let runtime = crate::host::runtime_for(&config)?;
     // The same store rule as `wasp check`: a running wasp may hold the
     // store's file, so this call gets an empty store in memory.
     let cluster = Cluster::start(
@@ -633,7 +617,7 @@ mod tests {
             [clusters.im]\nservice = \"IM\"\ncomponent = \"builtin:im\"\ntenants = [101]\ninstances = 1\n\
             [clusters.echo]\nservice = \"Echo\"\ncomponent = \"builtin:echo\"\ntenants = [101]\ninstances = 1\n";
         let config = Config::parse(text, Path::new(".")).unwrap();
-        let runtime = runtime_for(&config).unwrap();
+        let runtime = crate::host::runtime_for(&config).unwrap();
         let metrics = Metrics::new();
         for (service, method, params) in EXAMPLES {
             let name = service.to_ascii_lowercase();

@@ -66,19 +66,7 @@ impl Host {
     }
 
     async fn start_with(config: Config, stores: store::Open) -> Result<Host> {
-        let cache = if config.runtime.no_cache {
-            ComponentCache::new(None)
-        } else {
-            ComponentCache::new(
-                config
-                    .runtime
-                    .cache_dir
-                    .clone()
-                    .or_else(ComponentCache::default_dir),
-            )
-            .with_max_bytes(config.runtime.cache_max_bytes())
-        };
-        let runtime = Runtime::new(pool_size(&config), cache)?;
+        let runtime = runtime_for(&config)?;
         let metrics = Metrics::new();
         let nodes = Arc::new(node::Nodes::new(&config.nodes));
         metrics.register_counter(
@@ -144,6 +132,24 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.stopping.cancel();
     }
+}
+
+/// The runtime a config asks for: its component cache (`[runtime]
+/// cache-dir`, `no-cache`, the cache's bound) and its pool sizes.
+pub(crate) fn runtime_for(config: &Config) -> Result<Runtime> {
+    let cache = if config.runtime.no_cache {
+        ComponentCache::new(None)
+    } else {
+        ComponentCache::new(
+            config
+                .runtime
+                .cache_dir
+                .clone()
+                .or_else(ComponentCache::default_dir),
+        )
+        .with_max_bytes(config.runtime.cache_max_bytes())
+    };
+    Runtime::new(pool_size(config), cache)
 }
 
 /// Pool sizes for the process: `runtime.max-instances` and
