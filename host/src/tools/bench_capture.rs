@@ -170,9 +170,6 @@ async fn measure_wasm(codec: &Codec, docs: &[Vec<u8>], batches: usize) -> Result
 }
 
 async fn end_to_end(files: usize) -> Result<()> {
-    let tmp = std::env::temp_dir().join(format!("wasp-bench-capture-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(tmp.clone());
-    std::fs::create_dir_all(&tmp)?;
     let text = r#"
         [[tenants]]
         id = 101
@@ -185,13 +182,8 @@ async fn end_to_end(files: usize) -> Result<()> {
         [nodes]
         max-window = 1000
     "#;
-    let mut config = Config::parse(text, &tmp).map_err(|e| anyhow::anyhow!("{e}"))?;
-    config.data_dir = Some(tmp.join("data"));
-    let host = Arc::new(Host::start(config).await?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(crate::serve(listener, host.clone(), shutdown.clone()));
+    let served = InProcess::start("capture", text, false).await?;
+    let (host, addr, tmp) = (served.host.clone(), served.addr, served.dir.clone());
     let sim = Sim::spawn(SimArgs {
         window: 1000,
         ..SimArgs::node(addr, "bench-node", &[101])
@@ -242,7 +234,7 @@ async fn end_to_end(files: usize) -> Result<()> {
     if held != ops || count(&folder.join("processed")) != files {
         bail!("the node holds {held} interactions, expected {ops}");
     }
-    shutdown.cancel();
+    served.stop().await;
     Ok(())
 }
 
@@ -250,10 +242,60 @@ fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-pub(crate) struct RemoveOnDrop(pub(crate) std::path::PathBuf);
+struct RemoveOnDrop(std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A host of a TOML config served in this process on a free loopback
+/// port, with `data-dir` (and, with `own_cache`, the compile cache) in a
+/// temp folder of its own, relative paths in the config read from there;
+/// the folder goes when this is dropped.
+pub(crate) struct InProcess {
+    pub host: Arc<Host>,
+    pub addr: std::net::SocketAddr,
+    /// The temp folder.
+    pub dir: std::path::PathBuf,
+    shutdown: tokio_util::sync::CancellationToken,
+    serving: tokio::task::JoinHandle<Result<()>>,
+    _cleanup: RemoveOnDrop,
+}
+
+impl InProcess {
+    pub async fn start(what: &str, toml: &str, own_cache: bool) -> Result<InProcess> {
+        let dir = std::env::temp_dir().join(format!(
+            "wasp-bench-{what}-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let cleanup = RemoveOnDrop(dir.clone());
+        std::fs::create_dir_all(&dir)?;
+        let mut config = Config::parse(toml, &dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.data_dir = Some(dir.join("data"));
+        if own_cache {
+            config.runtime.cache_dir = Some(dir.join("cache"));
+        }
+        let host = Arc::new(Host::start(config).await?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let serving = tokio::spawn(crate::serve(listener, host.clone(), shutdown.clone()));
+        Ok(InProcess {
+            host,
+            addr,
+            dir,
+            shutdown,
+            serving,
+            _cleanup: cleanup,
+        })
+    }
+
+    /// Stops serving and waits until the listener's orderly stop ended.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.serving.await;
     }
 }

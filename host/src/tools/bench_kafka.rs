@@ -15,7 +15,6 @@
 //! (the node-sim runs in a process of its own, measured apart); for soap,
 //! this process (wasp, node-sim and the load together).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -31,8 +30,7 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::bench::{cpu_time, machine};
-use crate::Host;
-use crate::config::Config;
+use super::bench_capture::InProcess;
 use crate::tools::node_sim::{Sim, SimArgs};
 
 /// Partitions of each benchmark topic.
@@ -50,17 +48,6 @@ pub struct SoapBench {
     pub seconds: u64,
     pub connections: usize,
     pub rounds: usize,
-}
-
-/// A fresh folder under the system's temp dir, removed when dropped.
-fn temp_dir(what: &str) -> Result<super::bench_capture::RemoveOnDrop> {
-    let dir = std::env::temp_dir().join(format!(
-        "wasp-bench-{what}-{}-{:x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(super::bench_capture::RemoveOnDrop(dir))
 }
 
 fn doc(i: usize) -> Vec<u8> {
@@ -188,7 +175,6 @@ async fn baseline(brokers: &str, topic: &str, n: usize) -> Result<Figure> {
 /// to an in-process node-sim; timed from the partitions' assignment until
 /// every message is finished and its offset committed.
 async fn through_wasp(brokers: &str, topic: &str, n: usize) -> Result<(Figure, f64)> {
-    let tmp = temp_dir("kafka")?;
     let text = format!(
         r#"
         [[tenants]]
@@ -205,14 +191,8 @@ async fn through_wasp(brokers: &str, topic: &str, n: usize) -> Result<(Figure, f
         max-window = 2000
     "#
     );
-    let mut config = Config::parse(&text, &tmp.0).map_err(|e| anyhow::anyhow!("{e}"))?;
-    config.data_dir = Some(tmp.0.join("data"));
-    config.runtime.cache_dir = Some(tmp.0.join("cache"));
-    let host = Arc::new(Host::start(config).await?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let serving = tokio::spawn(crate::serve(listener, host.clone(), shutdown.clone()));
+    let served = InProcess::start("kafka", &text, true).await?;
+    let (host, addr) = (served.host.clone(), served.addr);
     // The node in a process of its own, as an Interaction Server is: its
     // CPU is not wasp's.
     let mut node = tokio::process::Command::new(std::env::current_exe()?)
@@ -299,8 +279,7 @@ async fn through_wasp(brokers: &str, topic: &str, n: usize) -> Result<(Figure, f
     if answered < n {
         bail!("the node answered {answered} operations, expected {n}");
     }
-    shutdown.cancel();
-    let _ = serving.await;
+    served.stop().await;
     let _ = node.kill().await;
     Ok((
         figure(n, elapsed, cpu),
@@ -480,7 +459,6 @@ async fn soap_load(
 }
 
 pub async fn run_soap(args: SoapBench) -> Result<()> {
-    let tmp = temp_dir("soap")?;
     let text = r#"
         [[tenants]]
         id = 101
@@ -491,14 +469,8 @@ pub async fn run_soap(args: SoapBench) -> Result<()> {
         [nodes]
         max-window = 1000
     "#;
-    let mut config = Config::parse(text, &tmp.0).map_err(|e| anyhow::anyhow!("{e}"))?;
-    config.data_dir = Some(tmp.0.join("data"));
-    config.runtime.cache_dir = Some(tmp.0.join("cache"));
-    let host = Arc::new(Host::start(config).await?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let serving = tokio::spawn(crate::serve(listener, host.clone(), shutdown.clone()));
+    let served = InProcess::start("soap", text, true).await?;
+    let addr = served.addr;
     let sim = Sim::spawn(SimArgs {
         window: 1000,
         ..SimArgs::node(addr, "bench-node", &[101])
@@ -541,7 +513,6 @@ pub async fn run_soap(args: SoapBench) -> Result<()> {
             f.per_second / ping.per_second
         );
     }
-    shutdown.cancel();
-    let _ = serving.await;
+    served.stop().await;
     Ok(())
 }
