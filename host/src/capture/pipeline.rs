@@ -103,7 +103,20 @@ struct Worker<O: Outlet> {
     /// Item key → when it first waited for a node.
     waits: Mutex<HashMap<String, Instant>>,
     /// Without a journal: writes the ExternalIds of many items at once.
+    /// Set exactly when `!O::JOURNAL` (see [`Worker::new`]).
     remembering: Option<Remembering>,
+}
+
+impl<O: Outlet> Worker<O> {
+    fn new(runner: Runner, cp: Arc<CapturePoint>, outlet: O) -> Arc<Self> {
+        Arc::new(Worker {
+            remembering: (!O::JOURNAL).then(|| Remembering::start(runner.state.clone())),
+            runner,
+            cp,
+            outlet,
+            waits: Mutex::new(HashMap::new()),
+        })
+    }
 }
 
 /// ExternalIds to remember and who waits for them to be written.
@@ -286,13 +299,7 @@ pub(crate) fn start_file(
         notification: fc_notification,
         extension: cp.codec.info().extension.clone(),
     };
-    let worker = Arc::new(Worker {
-        runner: Runner::new(cp.clone(), nodes, tenants, state),
-        cp,
-        outlet,
-        waits: Mutex::new(HashMap::new()),
-        remembering: None,
-    });
+    let worker = Worker::new(Runner::new(cp.clone(), nodes, tenants, state), cp, outlet);
     let (tx, rx) = mpsc::channel::<Taken>(batch);
     {
         let (token, stats) = (token.clone(), worker.cp.stats.clone());
@@ -414,7 +421,9 @@ pub(crate) fn start_kafka(
     let weak = Arc::downgrade(&state);
     source.before_commit(Box::new(move || match weak.upgrade() {
         Some(state) => state.sync(),
-        None => anyhow::bail!("the capture state is closed"),
+        // Closed (the capture point stopped before its source's last
+        // commit): closing made every write durable.
+        None => Ok(()),
     }));
     cp.started_with(&state);
     let token = link(cp.stopped(), stop);
@@ -423,13 +432,7 @@ pub(crate) fn start_kafka(
     let outlet = KafkaOutlet {
         finisher: source.finisher(),
     };
-    let worker = Arc::new(Worker {
-        remembering: Some(Remembering::start(state.clone())),
-        runner: Runner::new(cp.clone(), nodes, tenants, state),
-        cp,
-        outlet,
-        waits: Mutex::new(HashMap::new()),
-    });
+    let worker = Worker::new(Runner::new(cp.clone(), nodes, tenants, state), cp, outlet);
     let (tx, rx) = mpsc::channel(batch);
     {
         let (token, stats) = (token.clone(), worker.cp.stats.clone());
@@ -664,15 +667,10 @@ impl<O: Outlet> Worker<O> {
                 self.runner
                     .blocking(move |s| s.record(&k, done_marker, b"done"))
                     .await?;
-            } else if !remembered.is_empty() {
-                match &self.remembering {
-                    Some(r) => r.remember(remembered).await?,
-                    None => {
-                        self.runner
-                            .blocking(move |s| s.remember_all(&remembered).map(drop))
-                            .await?
-                    }
-                }
+            } else if let Some(r) = &self.remembering
+                && !remembered.is_empty()
+            {
+                r.remember(remembered).await?;
             }
         }
         self.outlet.complete(taken).await?;
