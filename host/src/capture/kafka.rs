@@ -480,12 +480,12 @@ impl Shared {
 
     /// The offsets to commit now: every partition whose finished prefix
     /// moved past the last commit acknowledged (or all with one, `all`).
-    fn to_commit(&self, all: bool) -> TopicPartitionList {
+    fn to_commit(&self) -> TopicPartitionList {
         let book = self.book();
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), track) in &book.parts {
             if let Some(to) = track.commit_to
-                && (all || track.committed.is_none_or(|c| c < to))
+                && track.committed.is_none_or(|c| c < to)
             {
                 // Only fails for an invalid offset, which `to` is not.
                 let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(to));
@@ -565,11 +565,16 @@ impl ConsumerContext for Context {
             Rebalance::Revoke(tpl) => {
                 // Commit what is finished while the partitions are still
                 // ours, then forget them: whatever finishes later commits
-                // nothing (see `Shared::finish`).
-                let commit = self.shared.to_commit(false);
+                // nothing (see `Shared::finish`). Sent, not waited for:
+                // this runs where the consumer is polled, a runtime worker,
+                // and a synchronous commit waits for the broker without a
+                // bound. librdkafka sends it before it rejoins the group;
+                // should it fail, those messages come again (and their
+                // ExternalIds are known).
+                let commit = self.shared.to_commit();
                 if commit.count() > 0
                     && self.shared.ready_to_commit()
-                    && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+                    && let Err(e) = consumer.commit(&commit, CommitMode::Async)
                 {
                     tracing::warn!(group = %self.shared.group, "kafka: commit before a rebalance failed: {e}; those messages come again");
                 }
@@ -670,6 +675,30 @@ impl Drop for ClosingConsumer {
             tracing::warn!("kafka: no thread to close a consumer on ({e}); closed in place");
         }
     }
+}
+
+/// Runs `f` on a detached thread of its own and waits for its result up to
+/// `within` (`None` past it, or when no thread starts). For librdkafka's
+/// blocking calls: a synchronous commit waits for the broker without a
+/// bound, and must hold neither a runtime worker nor the blocking pool,
+/// whose threads a runtime's shutdown waits for. Past the bound the call
+/// goes on by itself and ends when the broker answers or the consumer
+/// closes.
+async fn off_runtime<T: Send + 'static>(
+    within: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if let Err(e) = std::thread::Builder::new()
+        .name("wasp-kafka-commit".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+    {
+        tracing::warn!("kafka: no thread for a commit: {e}");
+        return None;
+    }
+    tokio::time::timeout(within, rx).await.ok()?.ok()
 }
 
 /// Where messages come from: the consumer of one capture point.
@@ -997,11 +1026,14 @@ impl KafkaSource {
 
     /// Commits every partition's finished prefix now and waits for the
     /// broker's answer.
+    /// Bounded by [`CLOSE_WITHIN`]: a broker that does not answer makes it
+    /// an error, and the commit goes on by itself.
     pub async fn commit(&self) -> anyhow::Result<()> {
         let consumer = self.consumer.clone();
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || commit_now(&consumer, &shared, true))
-            .await?
+        off_runtime(CLOSE_WITHIN, move || commit_now(&consumer, &shared, true))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("kafka commit: no answer within {CLOSE_WITHIN:?}"))?
             .map_err(|e| anyhow::anyhow!("kafka commit: {e}"))
     }
 
@@ -1026,17 +1058,22 @@ impl KafkaSource {
         let closed = self.closed.take();
         let group = self.cfg.group.clone();
         drop(self);
-        let committed = tokio::task::spawn_blocking(move || {
-            if let Err(e) = commit_now(&consumer, &shared, true) {
-                tracing::warn!(group = %shared.group, "kafka: commit on stop: {e}");
+        let start = tokio::time::Instant::now();
+        let sh = shared.clone();
+        let committed = off_runtime(CLOSE_WITHIN, move || {
+            if let Err(e) = commit_now(&consumer, &sh, true) {
+                tracing::warn!(group = %sh.group, "kafka: commit on stop: {e}");
             }
-            shared.closing.cancel();
-            shared.book().parts.clear();
-        });
+        })
+        .await;
+        shared.closing.cancel();
+        shared.book().parts.clear();
+        if committed.is_none() {
+            tracing::warn!(%group, "kafka: the last commit got no answer within {CLOSE_WITHIN:?}; what it held comes again");
+        }
         // The commit waits for the broker's answer, the close for the
         // group's: both bounded, so a broker gone does not hold a stop.
-        let waited = tokio::time::timeout(CLOSE_WITHIN, async {
-            let _ = committed.await;
+        let waited = tokio::time::timeout_at(start + CLOSE_WITHIN, async {
             if let Some(closed) = closed {
                 let _ = closed.await;
             }
@@ -1054,11 +1091,11 @@ impl Drop for KafkaSource {
     }
 }
 
-/// Commits the finished prefixes: `sync`, every one and waiting for the
-/// answer; else those not acknowledged yet, the answer coming to
-/// `Context::commit_callback`.
+/// Commits the finished prefixes not acknowledged yet: `sync`, waiting for
+/// the answer (without a bound: run it with [`off_runtime`]); else the
+/// answer comes to `Context::commit_callback`.
 fn commit_now(consumer: &StreamConsumer<Context>, shared: &Shared, sync: bool) -> KafkaResult<()> {
-    let tpl = shared.to_commit(sync);
+    let tpl = shared.to_commit();
     if tpl.count() == 0 || !shared.ready_to_commit() {
         return Ok(());
     }

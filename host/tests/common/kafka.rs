@@ -29,9 +29,46 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// How long a test process with a broker may run in all: past it, the
+/// process prints every thread's stack and aborts, so that a hang is a
+/// failure naming where it hangs rather than a run that never ends.
+const PROCESS_BUDGET: Duration = Duration::from_secs(15 * 60);
+
+/// Arms the process's watchdog (once; see [`PROCESS_BUDGET`]). A detached
+/// thread: a process that ends in time ends it too. It covers what a
+/// test's own timeouts cannot, like a runtime whose shutdown waits for a
+/// blocking call.
+fn watchdog() {
+    static ARMED: OnceLock<()> = OnceLock::new();
+    ARMED.get_or_init(|| {
+        std::thread::spawn(|| {
+            std::thread::sleep(PROCESS_BUDGET);
+            use std::io::Write as _;
+            let pid = std::process::id();
+            // Straight to the process's stderr: the test harness captures
+            // eprintln! of the test threads and would lose it with the abort.
+            let _ = writeln!(
+                std::io::stderr(),
+                "watchdog: test process {pid} still running after {PROCESS_BUDGET:?}; its threads' stacks follow, then it aborts"
+            );
+            let dumped = Command::new("timeout")
+                .args(["120", "gdb", "-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt 40"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit())
+                .status();
+            if !dumped.is_ok_and(|s| s.success()) {
+                let _ = writeln!(std::io::stderr(), "watchdog: no stacks (gdb is not installed or could not attach)");
+            }
+            std::process::abort();
+        });
+    });
+}
+
 /// Runs the install once per test process (the script itself is safe
 /// across processes).
 fn install() {
+    watchdog();
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         let out = Command::new(repo().join("scripts/kafka-broker"))
@@ -212,7 +249,16 @@ pub fn committed(broker: &Broker, group: &str, topic: &str, partition: i32) -> O
     let got = client
         .committed_offsets(tpl, Duration::from_secs(10))
         .unwrap();
+    close_off_thread(client);
     got.find_partition(topic, partition).unwrap().offset()
+}
+
+/// Drops a client of a group on a detached thread: rdkafka's drop of a
+/// consumer with a `group.id` polls until librdkafka says it closed,
+/// without a bound, which must hold neither the test's runtime nor its
+/// shutdown.
+fn close_off_thread<T: Send + 'static>(client: T) {
+    std::thread::spawn(move || drop(client));
 }
 
 /// The messages of `topic` until `n` different payloads came, each payload
@@ -273,5 +319,6 @@ pub async fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Read> {
     })
     .await
     .unwrap_or_else(|_| panic!("only {} of {n} messages on {topic}", out.len()));
+    close_off_thread(consumer);
     out
 }
