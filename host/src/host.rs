@@ -123,6 +123,23 @@ impl Host {
             if !now.captures.get(name).is_some_and(|n| Arc::ptr_eq(n, cp)) {
                 cp.stop();
             }
+            if !now.captures.contains_key(name) {
+                self.metrics.forget_capture(name);
+            }
+        }
+        // Series of what is gone go with it; a cluster that kept its name
+        // keeps its counters (and drops the slots it no longer has).
+        for (name, cluster) in &old.clusters {
+            let slots = cluster.snapshot().instances.len();
+            match now.clusters.get(name) {
+                None => self.metrics.forget_cluster(name, slots),
+                Some(next) => {
+                    let kept = next.snapshot().instances.len();
+                    if kept < slots {
+                        self.metrics.forget_instances(name, kept..slots);
+                    }
+                }
+            }
         }
         old
     }

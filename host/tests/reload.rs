@@ -256,6 +256,11 @@ async fn a_capture_point_is_added_changed_and_removed_by_reloads() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["Changes"]["Removed"], json!(["captures.orders"]));
     assert!(s.host.current().captures.is_empty());
+    let metrics = s.metrics().await;
+    assert!(
+        !metrics.contains(r#"capture="orders""#),
+        "a removed capture point's series are gone:\n{metrics}"
+    );
     let _ = CHAOS;
 }
 
@@ -287,4 +292,58 @@ async fn a_reload_points_the_clusters_at_the_demo_peers_where_they_listen() {
         "http://127.0.0.1:40123/fax/send"
     );
     assert_eq!(chaos.http.as_ref().unwrap().allow, ["127.0.0.1:40123"]);
+}
+
+#[tokio::test]
+async fn metrics_show_what_serves_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wasp.toml");
+    write(
+        &path,
+        &(echo("a", "builtin:echo", 3) + &echo("gone", "builtin:echo", 2)),
+    );
+    let s = serve_file(&path, false).await;
+    for cluster in ["a", "gone"] {
+        assert_eq!(call(&s, cluster).await.0, 200);
+    }
+    // A fault of `gone`: a method it does not have.
+    let (status, _, _) = s
+        .post_raw(
+            "gone",
+            r#"{"Request":{"Service":"Echo","Method":"Nope","TenantId":101,"Parameters":{}}}"#,
+        )
+        .await;
+    assert_ne!(status, 200);
+    let before = s.metrics().await;
+    assert!(
+        before.contains(r#"wasp_esp_faults_total{cluster="gone""#),
+        "{before}"
+    );
+    assert!(
+        before.contains(r#"wasp_instance_handled_total{cluster="a",instance="2"}"#),
+        "{before}"
+    );
+
+    // `gone` is removed and `a` shrinks to one instance.
+    write(&path, &echo("a", "builtin:echo", 1));
+    let (status, report) = post(&s, "/v1/admin/reload").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(call(&s, "a").await.0, 200);
+    let after = s.metrics().await;
+    assert!(
+        !after.contains(r#"cluster="gone""#),
+        "no series of a removed cluster:\n{after}"
+    );
+    assert!(
+        !after.contains(r#"cluster="a",instance="2""#),
+        "no series of a removed slot:\n{after}"
+    );
+    assert!(
+        after.contains(r#"wasp_esp_requests_total{cluster="a"} 2"#),
+        "a kept cluster keeps counting:\n{after}"
+    );
+    assert!(
+        after.contains(r#"wasp_cluster_instances{cluster="a"} 1"#),
+        "{after}"
+    );
 }

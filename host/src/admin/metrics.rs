@@ -211,6 +211,9 @@ pub struct RecentFault {
 struct FaultLog {
     recent: VecDeque<RecentFault>,
     per_cluster: HashMap<String, u64>,
+    /// The fault codes counted per cluster: the series to drop when the
+    /// cluster goes.
+    codes: HashMap<String, std::collections::BTreeSet<u16>>,
 }
 
 /// The gateway's metrics.
@@ -463,6 +466,68 @@ impl Metrics {
         }
         log.recent.push_back(recent);
         *log.per_cluster.entry(cluster.to_string()).or_default() += 1;
+        log.codes
+            .entry(cluster.to_string())
+            .or_default()
+            .insert(fault.code.as_u16());
+    }
+
+    /// Drops every series of a cluster that is gone (a reload removed
+    /// it), so `/metrics` shows what serves, not what served once: a
+    /// removed cluster's gauges would read as live. `slots` is how many
+    /// instance slots it had. A cluster added again under the name starts
+    /// its counters from 0, as after a restart.
+    pub fn forget_cluster(&self, cluster: &str, slots: usize) {
+        let labels = ClusterLabels {
+            cluster: cluster.to_string(),
+        };
+        self.requests.remove(&labels);
+        self.latency.remove(&labels);
+        self.queue_depth.remove(&labels);
+        self.instances.remove(&labels);
+        self.plugin_log_written.remove(&labels);
+        self.plugin_log_dropped.remove(&labels);
+        self.forget_instances(cluster, 0..slots);
+        let mut log = self.faults_log.lock().unwrap_or_else(|e| e.into_inner());
+        log.per_cluster.remove(cluster);
+        for code in log.codes.remove(cluster).unwrap_or_default() {
+            self.faults.remove(&FaultLabels {
+                cluster: cluster.to_string(),
+                code,
+            });
+        }
+    }
+
+    /// Drops the per-instance series of `slots` of `cluster` (a cluster
+    /// that a reload gave fewer instances).
+    pub fn forget_instances(&self, cluster: &str, slots: std::ops::Range<usize>) {
+        for instance in slots {
+            self.handled.remove(&InstanceLabels {
+                cluster: cluster.to_string(),
+                instance: instance as u32,
+            });
+        }
+    }
+
+    /// Drops every series of a capture point that a reload removed.
+    pub fn forget_capture(&self, capture: &str) {
+        for outcome in ["taken", "processed", "error", "released"] {
+            self.capture_items.remove(&CaptureOutcomeLabels {
+                capture: capture.to_string(),
+                outcome,
+            });
+        }
+        for outcome in ["answered", "error", "notification"] {
+            self.capture_operations.remove(&CaptureOutcomeLabels {
+                capture: capture.to_string(),
+                outcome,
+            });
+        }
+        let labels = CaptureLabels {
+            capture: capture.to_string(),
+        };
+        self.capture_backlog.remove(&labels);
+        self.capture_waiting.remove(&labels);
     }
 
     /// The last faults, newest first.
