@@ -208,6 +208,7 @@ impl Browser {
                     captures: rows('captures', 'capture'),
                     nodes: rows('nodes', 'node'),
                     faults: rows('faults', 'fault'),
+                    reloads: rows('reloads', 'reload'),
                 };
             })()"#,
         )
@@ -266,7 +267,16 @@ fn figure(page: &Value, table: &str, key: &str, name: &str, field: &str) -> Opti
 /// The demo's fax and IM clusters and its file capture point, with data
 /// under `data`; `extra` config lines.
 async fn gateway(data: &Path, extra: &str) -> Served {
-    let text = format!(
+    let text = gateway_text(data, extra);
+    let mut config =
+        Config::parse(&text, Path::new(".")).unwrap_or_else(|e| panic!("config: {e}\n{text}"));
+    config.runtime.cache_dir = Some(common::cache_dir());
+    common::serve_config(config).await
+}
+
+/// The config text of [`gateway`].
+fn gateway_text(data: &Path, extra: &str) -> String {
+    format!(
         r#"data-dir = "{}"
 {TENANTS}
 {extra}
@@ -279,11 +289,7 @@ default-values = {{ TenantId = 101, Queue = "Inbound" }}
 rules = [{{ property = "Customer.Segment", equals = "gold", tenant = 102 }}]
 "#,
         data.display()
-    );
-    let mut config =
-        Config::parse(&text, Path::new(".")).unwrap_or_else(|e| panic!("config: {e}\n{text}"));
-    config.runtime.cache_dir = Some(common::cache_dir());
-    common::serve_config(config).await
+    )
 }
 
 fn send_fax() -> String {
@@ -306,7 +312,15 @@ async fn the_dashboard_shows_the_gateway_and_follows_its_traffic_in_a_browser() 
         }
     };
     let data = tempfile::tempdir().unwrap();
-    let s = gateway(data.path(), "").await;
+    // Served from a file, so that it can be reloaded.
+    let file = data.path().join("wasp.toml");
+    let cache = format!(
+        "[runtime]\ncache-dir = {:?}\n",
+        common::cache_dir().display().to_string()
+    );
+    let text = format!("{}\n{cache}", gateway_text(data.path(), ""));
+    std::fs::write(&file, &text).unwrap();
+    let s = common::serve_file(&file, false).await;
     let sim = Sim::spawn(SimArgs {
         connect: vec![format!("ws://{}", s.addr)],
         node_id: "is-dash".into(),
@@ -396,6 +410,39 @@ async fn the_dashboard_shows_the_gateway_and_follows_its_traffic_in_a_browser() 
         Some(0)
     );
     assert!(after["updates"].as_u64() > before["updates"].as_u64());
+
+    // Reloads: one refused (a typo in the file), one that gives im a
+    // third instance; the page lists both, the refused one with its
+    // reason.
+    let good = text.replace("instances = 2", "instances = 3");
+    std::fs::write(&file, format!("{good}\n[clusters.im\n")).unwrap();
+    let refused = s.http.post(s.url("/v1/admin/reload")).send().await.unwrap();
+    assert_eq!(refused.status(), 422, "{:?}", refused.text().await);
+    std::fs::write(&file, &good).unwrap();
+    let served = s.http.post(s.url("/v1/admin/reload")).send().await.unwrap();
+    assert_eq!(served.status(), 200, "{:?}", served.text().await);
+    let page = browser
+        .wait_for("both reloads, the refused one with its reason", |p| {
+            p["reloads"].as_array().is_some_and(|r| r.len() == 2)
+                && figure(p, "clusters", "cluster", "im", "live") == Some(3)
+        })
+        .await;
+    let reloads = page["reloads"].as_array().unwrap();
+    // Newest first.
+    assert_eq!(reloads[0]["ok"], "true", "{page:#}");
+    assert!(
+        reloads[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("started clusters.im"),
+        "{page:#}"
+    );
+    assert_eq!(reloads[1]["ok"], "false", "{page:#}");
+    let reason = reloads[1]["text"].as_str().unwrap();
+    assert!(
+        reason.contains("refused") && reason.contains("wasp.toml"),
+        "{reason}"
+    );
     drop(browser);
     let _ = sim.stop().await;
     s.stop().await;
