@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use anyhow::Result;
 
@@ -129,7 +130,9 @@ impl Generation {
                         .flatten()
                 })
             });
-            match Cluster::start_sharing(runtime, &config, name, metrics, stores, shared).await {
+            let starting = Cluster::start_sharing(runtime, &config, name, metrics, stores, shared)
+                .instrument(tracing::info_span!("cluster", name = %name));
+            match starting.await {
                 Ok(cluster) => {
                     tracing::info!(
                         cluster = %name,
@@ -156,7 +159,9 @@ impl Generation {
                 changes.kept.push(key);
                 continue;
             }
-            match CapturePoint::build(name, cc, &config, runtime, metrics).await {
+            let building = CapturePoint::build(name, cc, &config, runtime, metrics)
+                .instrument(tracing::info_span!("capture", name = %name));
+            match building.await {
                 Ok(cp) => {
                     tracing::info!(
                         capture = %name,

@@ -63,7 +63,9 @@ impl ComponentCache {
     ) -> Result<(Component, String, bool)> {
         let sha = hex(&Sha256::digest(bytes));
         let Some(dir) = &self.dir else {
-            let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
+            let component = compiling(&sha, bytes, || {
+                Component::new(engine, bytes).map_err(anyhow::Error::from)
+            })?;
             return Ok((component, sha, false));
         };
         let mut hasher = DefaultHasher::new();
@@ -84,10 +86,12 @@ impl ComponentCache {
                 ),
             }
         }
-        let compiled = engine
-            .precompile_component(bytes)
-            .map_err(anyhow::Error::from)
-            .context("compile the component")?;
+        let compiled = compiling(&sha, bytes, || {
+            engine
+                .precompile_component(bytes)
+                .map_err(anyhow::Error::from)
+                .context("compile the component")
+        })?;
         match store(dir, &path, &compiled) {
             Ok(()) => evict(dir, self.max_bytes, &path),
             Err(err) => {
@@ -177,6 +181,23 @@ fn load_bytes(engine: &Engine, compiled: &[u8]) -> Result<Component> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `compile`, saying in the log which component it compiles before
+/// (a large Python or JavaScript component takes seconds) and how long it
+/// took after: `wasp check`, `wasp run` and a reload show both.
+fn compiling<T>(sha: &str, bytes: &[u8], compile: impl FnOnce() -> Result<T>) -> Result<T> {
+    let component = &sha[..sha.len().min(12)];
+    let mb = format!("{:.1}", bytes.len() as f64 / (1 << 20) as f64);
+    tracing::info!(component, mb = %mb, "compiling a component (not in the compile cache)");
+    let start = std::time::Instant::now();
+    let compiled = compile();
+    let took = format!("{:.2} s", start.elapsed().as_secs_f64());
+    match &compiled {
+        Ok(_) => tracing::info!(component, took = %took, "compiled"),
+        Err(err) => tracing::info!(component, took = %took, "compile failed: {err:#}"),
+    }
+    compiled
 }
 
 #[cfg(test)]

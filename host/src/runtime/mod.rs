@@ -157,7 +157,9 @@ impl Runtime {
     /// sessions meanwhile.
     pub async fn compile(&self, bytes: &[u8]) -> Result<(Component, String, bool)> {
         let (engine, cache, bytes) = (self.engine.clone(), self.cache.clone(), bytes.to_vec());
-        tokio::task::spawn_blocking(move || cache.get_or_compile(&engine, &bytes))
+        // The caller's span (which cluster or capture point) goes along.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| cache.get_or_compile(&engine, &bytes)))
             .await
             .context("the compile task failed")?
     }
