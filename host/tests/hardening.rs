@@ -502,6 +502,12 @@ async fn plugin_log_lines_cannot_forge_host_log_lines() {
         stderr.contains("ok\\n2026-12-01T00:00:00Z ERROR forged"),
         "{stderr}"
     );
+    // The line names its cluster and the request's tenant.
+    let line = stderr.lines().find(|l| l.contains("ERROR forged")).unwrap();
+    assert!(
+        line.contains("cluster=\"chaos\"") && line.contains("tenant=101"),
+        "{line}"
+    );
     assert!(
         !stderr
             .lines()

@@ -106,6 +106,8 @@ impl bindings::wasp::esp::log::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         let cluster = &*self.spec.cluster;
         let instance = self.instance;
+        // The request's tenant, when the line comes from one.
+        let tenant = self.tenant;
         let Some(dropped) = self.spec.log.admit() else {
             return;
         };
@@ -122,19 +124,19 @@ impl bindings::wasp::esp::log::Host for HostState {
         let fields = FieldList(&fields[..fields.len().min(super::log::MAX_FIELDS)]);
         match level {
             LogLevel::Trace => {
-                tracing::trace!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+                tracing::trace!(target: "wasp::plugin", cluster, instance, tenant, fields = %fields, "{message}")
             }
             LogLevel::Debug => {
-                tracing::debug!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+                tracing::debug!(target: "wasp::plugin", cluster, instance, tenant, fields = %fields, "{message}")
             }
             LogLevel::Info => {
-                tracing::info!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+                tracing::info!(target: "wasp::plugin", cluster, instance, tenant, fields = %fields, "{message}")
             }
             LogLevel::Warn => {
-                tracing::warn!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+                tracing::warn!(target: "wasp::plugin", cluster, instance, tenant, fields = %fields, "{message}")
             }
             LogLevel::Error => {
-                tracing::error!(target: "wasp::plugin", cluster, instance, fields = %fields, "{message}")
+                tracing::error!(target: "wasp::plugin", cluster, instance, tenant, fields = %fields, "{message}")
             }
         }
     }
