@@ -16,12 +16,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Wasp, files, until};
+use support::{Wasp, fax_tagged, files, replace, submitted_once, until};
 use wasp::tools::node_sim::{Sim, SimArgs};
 
 const PATIENCE: Duration = Duration::from_secs(180);
 
-fn config(fax: &Path) -> String {
+fn config_text(fax: &Path) -> String {
     format!(
         "[[tenants]]\nid = 101\nname = \"Environment\"\n\n\
          [clusters.fax]\nservice = \"Fax\"\ncomponent = {:?}\ntenants = [101]\ninstances = 2\n\n\
@@ -31,23 +31,34 @@ fn config(fax: &Path) -> String {
     )
 }
 
-/// The bundled fax component with `tag` in a custom section: another
-/// SHA-256 (so a compile the cache cannot answer), the same behaviour.
-fn fax_tagged(tag: &[u8]) -> Vec<u8> {
-    let mut bytes = wasp::builtin::get("fax").unwrap().to_vec();
-    let name = b"wasp-test-version";
-    bytes.push(0);
-    bytes.push((1 + name.len() + tag.len()) as u8);
-    bytes.push(name.len() as u8);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(tag);
-    bytes
+/// A config file serving the bundled fax from a file and the capture
+/// point `orders`, in a temp folder with a staging folder for drops.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+    staging: std::path::PathBuf,
+    fax: std::path::PathBuf,
+    config: std::path::PathBuf,
 }
 
-fn replace(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+impl Setup {
+    fn new() -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let staging = dir.join("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        let fax = dir.join("fax.wasm");
+        replace(&fax, wasp::builtin::get("fax").unwrap());
+        let config = dir.join("wasp.toml");
+        std::fs::write(&config, config_text(&fax)).unwrap();
+        Setup {
+            _tmp: tmp,
+            data: dir.join("data"),
+            staging,
+            fax,
+            config,
+        }
+    }
 }
 
 fn drop_files(staging: &Path, inbound: &Path, prefix: &str, n: usize) -> BTreeSet<String> {
@@ -70,22 +81,6 @@ async fn until_ok(what: &str, wasp: &Wasp, ready: impl FnMut() -> Option<()>) {
     }
 }
 
-/// The ExternalIds the node holds interactions for; fails if one was
-/// submitted twice.
-fn submitted_once(node: &Sim) -> BTreeSet<String> {
-    let all: Vec<String> = node
-        .state
-        .interactions
-        .lock()
-        .unwrap()
-        .values()
-        .filter_map(|i| i.external_id.clone())
-        .collect();
-    let distinct: BTreeSet<String> = all.iter().cloned().collect();
-    assert_eq!(distinct.len(), all.len(), "an ExternalId submitted twice");
-    distinct
-}
-
 fn stems(names: &BTreeSet<String>) -> BTreeSet<String> {
     names
         .iter()
@@ -95,14 +90,12 @@ fn stems(names: &BTreeSet<String>) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_notification_folder_holds_files_in_inbound_until_it_is_back() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir, data) = (tmp.path(), tmp.path().join("data"));
-    let staging = dir.join("staging");
-    std::fs::create_dir_all(&staging).unwrap();
-    let fax = dir.join("fax.wasm");
-    replace(&fax, wasp::builtin::get("fax").unwrap());
-    let path = dir.join("wasp.toml");
-    std::fs::write(&path, config(&fax)).unwrap();
+    let setup = Setup::new();
+    let (data, staging, path) = (
+        setup.data.clone(),
+        setup.staging.clone(),
+        setup.config.clone(),
+    );
     let wasp = Wasp::start(&path, "127.0.0.1:0", &data).await.unwrap();
     let node = Sim::spawn(SimArgs::node(wasp.addr, "is-1", &[101]));
     node.connected(PATIENCE).await.unwrap();
@@ -181,14 +174,13 @@ fn captures(wasp: &Wasp) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_reload_loses_nothing_and_the_restart_serves_the_new_config() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir, data) = (tmp.path(), tmp.path().join("data"));
-    let staging = dir.join("staging");
-    std::fs::create_dir_all(&staging).unwrap();
-    let fax = dir.join("fax.wasm");
-    replace(&fax, wasp::builtin::get("fax").unwrap());
-    let path = dir.join("wasp.toml");
-    std::fs::write(&path, config(&fax)).unwrap();
+    let setup = Setup::new();
+    let (data, staging, fax, path) = (
+        setup.data.clone(),
+        setup.staging.clone(),
+        setup.fax.clone(),
+        setup.config.clone(),
+    );
     // One port for both runs: the node reconnects where it was.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use support::{Wasp, files, until};
+use support::{Wasp, component_id, fax_tagged, files, replace, submitted_once, until};
 use wasp::tools::node_sim::{Sim, SimArgs};
 
 /// How long one step may take on a loaded machine.
@@ -28,30 +28,9 @@ const EVERY: u64 = 2_500;
 
 const FAX: &str = r#"{"Request":{"Service":"Fax","Method":"SendFax","TenantId":101,"Parameters":{"To":"+14155550100","Document":"Hello"}}}"#;
 
-/// Version `v` of the fax component: the bundled one with a custom
-/// section appended, so another SHA-256 with the same behaviour.
+/// Version `v` of the fax component.
 fn fax_version(v: u8) -> Vec<u8> {
-    let mut bytes = wasp::builtin::get("fax").unwrap().to_vec();
-    let name = b"wasp-test-version";
-    let payload = [b'v', b'0' + v];
-    bytes.push(0);
-    bytes.push((1 + name.len() + payload.len()) as u8);
-    bytes.push(name.len() as u8);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(&payload);
-    bytes
-}
-
-/// What the `wasp-component` header says for `bytes`.
-fn component_id(bytes: &[u8]) -> String {
-    wasp::runtime::sha256_hex(bytes)[..wasp::esp::http::COMPONENT_ID_LEN].to_string()
-}
-
-/// Replaces `path` whole (written beside it, then renamed over it).
-fn replace(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+    fax_tagged(&[b'v', b'0' + v])
 }
 
 fn config(fax: &Path, extra_capture: bool) -> String {
@@ -391,20 +370,7 @@ async fn swaps_and_capture_changes_under_load_lose_nothing() {
     assert_eq!(extra_seen, extra, "every extra file processed or waiting");
 
     // At the node: one interaction per processed file, none twice.
-    let external: Vec<String> = node
-        .state
-        .interactions
-        .lock()
-        .unwrap()
-        .values()
-        .filter_map(|i| i.external_id.clone())
-        .collect();
-    let distinct: BTreeSet<&String> = external.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        external.len(),
-        "an ExternalId submitted twice"
-    );
+    let external = submitted_once(&node);
     assert_eq!(
         external.len() as u64,
         dropped + extra_done.len() as u64,

@@ -136,3 +136,46 @@ pub fn files(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The bundled fax component with `tag` in a custom section: another
+/// SHA-256 (a new version, as the compile cache and the `wasp-component`
+/// header see it), the same behaviour.
+pub fn fax_tagged(tag: &[u8]) -> Vec<u8> {
+    let mut bytes = wasp::builtin::get("fax").expect("the bundled fax").to_vec();
+    let name = b"wasp-test-version";
+    bytes.push(0); // a custom section
+    bytes.push((1 + name.len() + tag.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(tag);
+    bytes
+}
+
+/// What the `wasp-component` header says for a component's bytes.
+pub fn component_id(bytes: &[u8]) -> String {
+    wasp::runtime::sha256_hex(bytes)[..wasp::esp::http::COMPONENT_ID_LEN].to_string()
+}
+
+/// Replaces `path` whole: written beside it, then renamed over it, as an
+/// operator deploys a file.
+pub fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The ExternalIds a node-sim holds interactions for; fails if one was
+/// submitted twice.
+pub fn submitted_once(node: &wasp::tools::node_sim::Sim) -> std::collections::BTreeSet<String> {
+    let all: Vec<String> = node
+        .state
+        .interactions
+        .lock()
+        .unwrap()
+        .values()
+        .filter_map(|i| i.external_id.clone())
+        .collect();
+    let distinct: std::collections::BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(distinct.len(), all.len(), "an ExternalId submitted twice");
+    distinct
+}
