@@ -78,6 +78,7 @@ pub mod host;
 pub mod kv;
 pub mod listener;
 pub mod loopback;
+pub mod new;
 pub mod node;
 pub mod reload;
 pub mod runtime;

@@ -1,4 +1,4 @@
-//! The `wasp` command line: `run`, `check`, `bench`.
+//! The `wasp` command line: `run`, `check`, `call`, `new`, `build`, `bench`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,6 +85,12 @@ enum Command {
     /// of a config's cluster, without a server, and print the result or
     /// the fault. Without a method, list the methods.
     Call(Box<wasp::call::CallArgs>),
+    /// Write a new plugin project (Rust, Python or JavaScript) that builds
+    /// on its own: a service, its SDK, a config that serves it, a README.
+    New(wasp::new::NewArgs),
+    /// Build the plugin project here (or --dir) with its language's
+    /// toolchain, installing that on first use; prints the component's path.
+    Build(wasp::new::BuildArgs),
     /// Put messages on a Kafka topic or read one, to try a kafka capture
     /// point by hand.
     #[command(subcommand)]
@@ -133,6 +139,8 @@ fn main() -> ExitCode {
             Command::Check { config } => check(config).await,
             Command::Bench(args) => wasp::tools::bench::run(args).await,
             Command::Call(args) => wasp::call::run(*args).await,
+            Command::New(args) => wasp::new::new(args),
+            Command::Build(args) => wasp::new::build(args),
             Command::Kafka(command) => wasp::tools::kafka_cli::run(command).await,
             Command::NodeSim(args) => wasp::tools::node_sim::run(*args).await,
             Command::Reload {

@@ -11,24 +11,15 @@
 //
 // Opening hours come from the cluster's config table (wasp:esp/config):
 //   mon = "09:00-17:00"  ...  sun = "10:00-12:00,13:00-16:00"
-// A day without a key is closed. Faults (ESP 3005, ComponentFaultCode):
-//   1 unknown method, 2 bad or missing Timezone, 3 bad At,
+// A day without a key is closed. Built on the SDK in sdk/js (wasp-sdk.js).
+// Faults (ESP 3005, ComponentFaultCode): 2 bad or missing Timezone, 3 bad At,
 //   4 bad opening hours in the cluster config.
 
-import { log } from 'wasp:esp/log@0.1.0';
-import { get, getAll } from 'wasp:esp/config@0.1.0';
+import { defineService, Fault, config, log } from './wasp-sdk.js';
 
 const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const MIN = 60 * 1000;
 const DAY = 24 * 60 * MIN;
-
-// Thrown to answer `err(fault)`: the bindings use an own `payload` property.
-class Fault extends Error {
-  constructor(code, message) {
-    super(message);
-    this.payload = { code, message };
-  }
-}
 
 // name -> [standard offset in minutes, DST rule]
 const ZONES = {
@@ -105,7 +96,7 @@ function parseClock(text, key) {
 function openingHours() {
   const hours = {};
   let any = false;
-  for (const [key, value] of getAll()) {
+  for (const [key, value] of config.all()) {
     const day = DAYS.indexOf(key);
     if (day < 0) continue;
     hours[day] = value.split(',').map((range) => {
@@ -121,18 +112,12 @@ function openingHours() {
   return hours;
 }
 
-function param(req, key) {
-  const root = req.parameters.lists[0] || [];
-  const pair = root.find((p) => p.key === key);
-  return pair ? pair.value : undefined;
-}
-
 function parseAt(value) {
   if (value === undefined) return Date.now();
-  if (value.tag === 'int') return Number(value.val) * 1000;
-  if (value.tag === 'str') {
-    const ms = Date.parse(value.val);
-    if (Number.isNaN(ms)) throw new Fault(3, `At '${value.val}' is not an ISO 8601 time`);
+  if (typeof value === 'number') return value * 1000;
+  if (typeof value === 'string') {
+    const ms = Date.parse(value);
+    if (Number.isNaN(ms)) throw new Fault(3, `At '${value}' is not an ISO 8601 time`);
     return ms;
   }
   throw new Fault(3, 'At must be Unix seconds or an ISO 8601 string');
@@ -173,37 +158,25 @@ function nextChange(hours, zone, now, open) {
   return candidates.find((t) => isOpen(hours, zone, t) !== open);
 }
 
-function describe() {
-  return { serviceType: 'BusinessHours', version: '1.0', methods: ['IsOpen'] };
-}
-
-function handle(req) {
-  if (req.method !== 'IsOpen') throw new Fault(1, `unknown method '${req.method}'`);
-  const tz = param(req, 'Timezone');
-  let tzName;
-  if (tz === undefined) {
-    tzName = get('timezone');
-    if (tzName === undefined) throw new Fault(2, "missing parameter 'Timezone' (and no timezone in the cluster config)");
-  } else if (tz.tag === 'str') {
-    tzName = tz.val;
-  } else {
-    throw new Fault(2, "parameter 'Timezone' must be a string");
-  }
-  const zone = parseZone(tzName);
-  const now = parseAt(param(req, 'At'));
-  const hours = openingHours();
-  const open = isOpen(hours, zone, now);
-  const root = [
-    { key: 'Open', value: { tag: 'int', val: open ? 1n : 0n } },
-    { key: 'LocalTime', value: { tag: 'str', val: localString(now, zone(now)) } },
-  ];
-  const next = nextChange(hours, zone, now, open);
-  if (next !== undefined) {
-    root.push({ key: 'NextChange', value: { tag: 'int', val: BigInt(Math.floor(next / 1000)) } });
-    root.push({ key: 'NextChangeLocal', value: { tag: 'str', val: localString(next, zone(next)) } });
-  }
-  log('debug', 'business hours checked', [['timezone', tzName], ['open', String(open)]]);
-  return { lists: [root] };
-}
-
-export const service = { describe, handle };
+export const service = defineService({
+  type: 'BusinessHours',
+  version: '1.0',
+  methods: {
+    IsOpen(req) {
+      const tzName = req.params.optStr('Timezone', config.get('timezone'), { typeCode: 2 });
+      if (tzName === undefined) throw new Fault(2, "missing parameter 'Timezone' (and no timezone in the cluster config)");
+      const zone = parseZone(tzName);
+      const now = parseAt(req.params.get('At'));
+      const hours = openingHours();
+      const open = isOpen(hours, zone, now);
+      const answer = { Open: open, LocalTime: localString(now, zone(now)) };
+      const next = nextChange(hours, zone, now, open);
+      if (next !== undefined) {
+        answer.NextChange = Math.floor(next / 1000);
+        answer.NextChangeLocal = localString(next, zone(next));
+      }
+      log.debug('business hours checked', { timezone: tzName, open });
+      return answer;
+    },
+  },
+});

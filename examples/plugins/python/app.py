@@ -6,8 +6,8 @@ per candidate language). The detector combines stop-word hits with
 characters peculiar to each language; it needs no data files, so the
 component needs no filesystem.
 
-Faults (the host answers them as ESP fault 3005 with ComponentFaultCode):
-  1 unknown method
+Built on the SDK in sdk/python (wasp_sdk). Faults (the host answers them
+as ESP fault 3005 with ComponentFaultCode):
   2 missing parameter 'Text'
   3 'Text' is not a string
   4 no words in 'Text' (nothing to detect)
@@ -15,19 +15,8 @@ Faults (the host answers them as ESP fault 3005 with ComponentFaultCode):
 
 import re
 
-from wit_world import exports
-from wit_world.imports import config, log
-from wit_world.imports.types import (
-    Fault,
-    KvList,
-    Pair,
-    Request,
-    ServiceInfo,
-    Value_Int,
-    Value_Nested,
-    Value_Str,
-)
-from componentize_py_types import Err
+import wasp_sdk
+from wasp_sdk import Fault, config, log
 
 STOP_WORDS = {
     "en": """the and of to a in is it you that he was for on are with as his they be at
@@ -105,47 +94,19 @@ def detect(text):
     return (best, max(1, min(100, confidence)), result)
 
 
-def fault(code, message):
-    return Err(Fault(code=code, message=message))
+class Service(wasp_sdk.Service):
+    SERVICE_TYPE = "Language"
+    VERSION = "1.0"
+    METHODS = ["Detect"]
 
-
-def param(req, key):
-    root = req.parameters.lists[0] if req.parameters.lists else []
-    for pair in root:
-        if pair.key == key:
-            return pair.value
-    return None
-
-
-class Service(exports.Service):
-    def describe(self):
-        return ServiceInfo(service_type="Language", version="1.0", methods=["Detect"])
-
-    def handle(self, req: Request) -> KvList:
-        if req.method != "Detect":
-            raise fault(1, f"unknown method '{req.method}'")
-        value = param(req, "Text")
-        if value is None:
-            raise fault(2, "missing parameter 'Text'")
-        if not isinstance(value, Value_Str):
-            raise fault(3, "parameter 'Text' must be a string")
-        found = detect(value.value)
+    def Detect(self, req):
+        text = req.params.get_str("Text", missing_code=2, type_code=3)
+        found = detect(text)
         if found is None:
-            raise fault(4, "parameter 'Text' has no words to detect a language from")
+            raise Fault(4, "parameter 'Text' has no words to detect a language from")
         lang, confidence, result = found
         # An optional cluster setting: answer "und" (undetermined) below it.
-        floor = config.get("min-confidence")
-        if floor is not None and floor.isdigit() and confidence < int(floor):
+        if confidence < config.get_int("min-confidence", 0):
             lang = "und"
-        log.log(
-            log.Level.DEBUG,
-            "language detected",
-            [("language", lang), ("confidence", str(confidence))],
-        )
-        score_list = [Pair(key=k, value=Value_Int(v)) for k, v in sorted(result.items())]
-        root = [
-            Pair(key="Language", value=Value_Str(lang)),
-            Pair(key="Confidence", value=Value_Int(confidence)),
-            Pair(key="Scores", value=Value_Nested(1)),
-        ]
-        return KvList(lists=[root, score_list])
+        log.debug("language detected", language=lang, confidence=confidence)
+        return {"Language": lang, "Confidence": confidence, "Scores": dict(sorted(result.items()))}
