@@ -447,7 +447,13 @@ fn tenant(args: &CallArgs, cluster: &Cluster, config: &Config) -> Result<TenantC
 
 /// How to call `method` again from the command line, with its example
 /// parameters when it has some.
-fn call_line(args: &CallArgs, target: &Target, service: &str, method: &str) -> String {
+fn call_line(
+    args: &CallArgs,
+    target: &Target,
+    config: &Config,
+    service: &str,
+    method: &str,
+) -> String {
     let mut line = match target {
         Target::Component { component, .. } => format!("wasp call {component} {method}"),
         Target::Cluster {
@@ -457,14 +463,22 @@ fn call_line(args: &CallArgs, target: &Target, service: &str, method: &str) -> S
     if let Some(t) = &args.tenant {
         line.push_str(&format!(" --tenant {t}"));
     }
-    if let Some(params) = example(service, method) {
+    // The config's example for the method, else the bundled service's.
+    let declared = match target {
+        Target::Cluster { cluster, .. } => config
+            .clusters
+            .get(cluster)
+            .and_then(|c| c.example(method)?.ok()),
+        Target::Component { .. } => None,
+    };
+    if let Some(params) = declared.as_deref().or_else(|| example(service, method)) {
         line.push_str(&format!(" --param-json '{params}'"));
     }
     line
 }
 
 /// Lists what the component serves: its `describe`.
-fn describe(args: &CallArgs, target: &Target, cluster: &Cluster) {
+fn describe(args: &CallArgs, target: &Target, config: &Config, cluster: &Cluster) {
     let mut methods: Vec<&String> = cluster.methods.iter().collect();
     methods.sort();
     println!(
@@ -477,7 +491,7 @@ fn describe(args: &CallArgs, target: &Target, cluster: &Cluster) {
     for method in methods {
         println!(
             "  {method:<16} {}",
-            call_line(args, target, &cluster.service, method)
+            call_line(args, target, config, &cluster.service, method)
         );
     }
 }
@@ -511,7 +525,7 @@ pub async fn run(args: CallArgs) -> Result<()> {
     let method = match method {
         Some(method) if !args.describe => method,
         _ => {
-            describe(&args, &target, &cluster);
+            describe(&args, &target, &config, &cluster);
             return Ok(());
         }
     };

@@ -409,10 +409,35 @@ pub struct ClusterConfig {
     /// Values the component reads through `wasp:esp/config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Example parameters per method (`Greet = { Name = "World" }`): what
+    /// the start-up "try" line sends and `wasp call --describe` shows, so
+    /// a pasted line succeeds. Each is checked as ESP parameters at load.
+    #[serde(default)]
+    pub examples: BTreeMap<String, toml::Value>,
     /// Grants the key-value store capability (`wasp:esp/store`).
     pub store: Option<StoreConfig>,
     /// Grants outbound HTTP to the listed hosts.
     pub http: Option<HttpConfig>,
+}
+
+impl ClusterConfig {
+    /// The example parameters of `method` as ESP JSON parameters (`None`
+    /// when it has none), or why they are not valid parameters: a table of
+    /// strings, integers and tables (KV lists), as a request's `Parameters`.
+    pub fn example(&self, method: &str) -> Option<Result<String, String>> {
+        let value = self.examples.get(method)?;
+        Some(if !value.is_table() {
+            Err("must be a table of parameters, e.g. { Name = \"World\" }".to_string())
+        } else {
+            serde_json::to_string(value)
+                .map_err(|e| e.to_string())
+                .and_then(|json| {
+                    crate::kv::Kv::from_json_text(&json, "Parameters")
+                        .map(|_| json)
+                        .map_err(|e| e.to_string())
+                })
+        })
+    }
 }
 
 /// Outbound HTTP for a cluster's components.
@@ -863,6 +888,11 @@ impl Config {
                     "{at}.tenants: a cluster must serve at least one tenant"
                 ));
             }
+            for method in c.examples.keys() {
+                if let Err(e) = c.example(method).expect("a key of examples") {
+                    problems.push(format!("{at}.examples.{method}: {e}"));
+                }
+            }
             for (i, t) in c.tenants.iter().enumerate() {
                 if self.tenant(t).is_none() {
                     problems.push(format!(
@@ -1156,6 +1186,35 @@ mod tests {
         );
         // A longer port that starts the same is another address.
         assert_eq!(fax.config["other"], "127.0.0.1:80911");
+    }
+
+    #[test]
+    fn examples_are_esp_parameters_or_a_problem_naming_the_method() {
+        let text = format!(
+            "{GOOD}\n[clusters.fax.examples]\nSendFax = {{ To = \"+14155550100\", Pages = 2, Cover = {{ Title = \"a\" }} }}\n"
+        );
+        let c = Config::parse(&text, Path::new(".")).unwrap();
+        assert_eq!(
+            c.clusters["fax"].example("SendFax"),
+            Some(Ok(
+                r#"{"To":"+14155550100","Pages":2,"Cover":{"Title":"a"}}"#.to_string()
+            ))
+        );
+        assert_eq!(c.clusters["fax"].example("Other"), None);
+        let text = format!(
+            "{GOOD}\n[clusters.fax.examples]\nSendFax = {{ Ratio = 0.5 }}\nGetFaxStatus = \"x\"\n"
+        );
+        let problems = Config::parse(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            problems.contains("clusters.fax.examples.SendFax: "),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("clusters.fax.examples.GetFaxStatus: must be a table"),
+            "{problems}"
+        );
     }
 
     #[test]

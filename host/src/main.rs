@@ -404,7 +404,23 @@ fn embedded_sim(
 /// suggest one that is expensive.
 fn try_line(host: &Host, addr: SocketAddr) -> Option<String> {
     let generation = host.current();
-    let example = |c: &wasp::cluster::Cluster| wasp::call::first_example(&c.service, &c.methods);
+    // The config's examples of a method the cluster serves first, else
+    // the bundled service's.
+    let example = |c: &wasp::cluster::Cluster| -> Option<(String, String)> {
+        let declared = generation.config.clusters.get(&*c.name).and_then(|cc| {
+            cc.examples
+                .keys()
+                .find(|m| c.methods.contains(*m))
+                .and_then(|m| {
+                    let params = cc.example(m)?.ok()?;
+                    Some((m.clone(), params))
+                })
+        });
+        declared.or_else(|| {
+            wasp::call::first_example(&c.service, &c.methods)
+                .map(|(m, p)| (m.to_string(), p.to_string()))
+        })
+    };
     let cluster = generation
         .clusters
         .get("fax")
@@ -527,6 +543,23 @@ mod tests {
         );
         let host = gateway(&chaos).await;
         assert_eq!(try_line(&host, "127.0.0.1:8080".parse().unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn the_try_line_sends_the_examples_the_config_declares() {
+        // The chaos component's Echo, declared in the config: suggested
+        // with its parameters; a declared method it does not serve is not.
+        let chaos = format!(
+            "[clusters.chaos]\nservice = \"Chaos\"\ncomponent = {:?}\ntenants = [101]\n\
+             [clusters.chaos.examples]\nNoSuchMethod = {{ A = 1 }}\nEcho = {{ Text = \"hi\", N = 2 }}\n",
+            env!("WASP_FIXTURE_CHAOS")
+        );
+        let host = gateway(&chaos).await;
+        let line = try_line(&host, "127.0.0.1:8080".parse().unwrap()).unwrap();
+        assert!(
+            line.contains(r#""Method":"Echo","TenantId":101,"Parameters":{"Text":"hi","N":2}"#),
+            "{line}"
+        );
     }
 
     #[tokio::test]

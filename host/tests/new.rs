@@ -128,6 +128,32 @@ fn new_build_call(language: &str) {
     assert_eq!(fault["ComponentFaultCode"], 1, "{fault}");
     assert_eq!(fault["FaultString"], "missing parameter 'Name'", "{fault}");
 
+    // The config's example of Greet is what the cluster's description
+    // suggests, and that line works as suggested.
+    let described = ok(wasp(
+        &project,
+        &["call", "wasp.toml", "greeter"],
+        Duration::from_secs(120),
+    ));
+    assert!(
+        described.contains(r#"wasp call wasp.toml greeter Greet --param-json '{"Name":"Ada"}'"#),
+        "{described}"
+    );
+    let answer: Value = serde_json::from_str(&ok(wasp(
+        &project,
+        &[
+            "call",
+            "wasp.toml",
+            "greeter",
+            "Greet",
+            "--param-json",
+            r#"{"Name":"Ada"}"#,
+        ],
+        Duration::from_secs(120),
+    )))
+    .unwrap();
+    assert_eq!(answer["Greeting"], "Hello, Ada!", "{answer}");
+
     // A second build with nothing changed keeps the component.
     let before = std::fs::metadata(&component).unwrap().modified().unwrap();
     ok(wasp(&project, &["build"], Duration::from_secs(300)));
