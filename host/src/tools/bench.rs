@@ -436,6 +436,7 @@ async fn instantiate_cost() -> Result<InstanceCost> {
         store: None,
         http: Arc::default(),
         log: Arc::new(crate::runtime::log::LogLimit::unmetered(100)),
+        store_refused: None,
     };
     let bytes = crate::builtin::get("echo").context("builtin echo")?;
     let loaded = runtime.load(bytes, &spec).await?;
