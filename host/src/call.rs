@@ -362,6 +362,7 @@ async fn service_type(runtime: &Runtime, config: &Config, name: &str) -> Result<
         store: None,
         http: std::sync::Arc::default(),
         log: std::sync::Arc::new(crate::runtime::log::LogLimit::unmetered(10)),
+        store_refused: None,
     };
     let loaded = runtime
         .load(&bytes, &spec)

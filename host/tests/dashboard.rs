@@ -557,6 +557,19 @@ async fn dashboard_streams_are_bounded_and_end_when_the_host_stops() {
     assert_eq!(refused.status(), 503);
     let fault: Value = refused.json().await.unwrap();
     assert_eq!(fault["FaultCode"], 3003, "{fault}");
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wasp_http_requests_refused_total{reason=\"dashboard-streams\"} 1"),
+        "{metrics}"
+    );
     // A stream closed makes room for another.
     drop(open.pop());
     let deadline = Instant::now() + PATIENCE;

@@ -238,6 +238,11 @@ async fn malformed_requests_are_3000_naming_the_path() {
 
     let (status, _, answer) = s.post_raw("fax", vec![b'x'; 17 << 20]).await;
     assert_fault_says(status, &answer, 400, 3000, "larger than");
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("wasp_http_requests_refused_total{reason=\"max-body-bytes\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

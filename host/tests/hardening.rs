@@ -543,6 +543,11 @@ async fn a_frame_over_the_size_limit_gets_an_error_and_close_code_1009() {
         }
     };
     assert_eq!(u16::from(close.expect("a close code").code), 1009);
+    let metrics = served.metrics().await;
+    assert!(
+        metrics.contains("wasp_node_sessions_closed_total{reason=\"frame-too-large\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

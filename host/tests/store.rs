@@ -221,6 +221,59 @@ async fn each_tenant_has_its_own_room_and_a_full_store_says_which_bound() {
     let store = s.host.current().clusters["chaos"].store().unwrap().clone();
     assert_eq!(store.usage(Some(101)).unwrap().entries, 3);
     assert_eq!(store.usage(None).unwrap().bytes, 600 + 2 * 2 + 600);
+    // Each refused write is counted under the bound that refused it.
+    let metrics = s.metrics().await;
+    for (bound, refused) in [
+        ("store.max-bytes-per-tenant", 1),
+        ("store.max-bytes", 1),
+        ("store.max-entries-per-tenant", 1),
+        ("store.max-entries", 0),
+    ] {
+        assert_eq!(
+            store_refused(&metrics, bound),
+            Some(refused),
+            "{bound}: {metrics}"
+        );
+    }
+}
+
+/// `wasp_store_writes_refused_total` of the chaos cluster for `bound`.
+fn store_refused(metrics: &str, bound: &str) -> Option<u64> {
+    let series =
+        format!("wasp_store_writes_refused_total{{cluster=\"chaos\",reason=\"{bound}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn a_write_past_the_clusters_key_count_is_counted_under_its_bound() {
+    let s = serve(&chaos_with_store(
+        "[clusters.chaos.store]\nmax-entries = 2\nmax-entries-per-tenant = 2",
+    ))
+    .await;
+    assert_eq!(
+        store_refused(&s.metrics().await, "store.max-entries"),
+        Some(0)
+    );
+    for (tenant, key) in [(101, "a"), (102, "a")] {
+        let (status, answer) = put(&s, tenant, key, 1).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, answer) = put(&s, 102, "b", 1).await;
+    assert_fault_says(status, &answer, 422, 3005, "(store.max-entries)");
+    let metrics = s.metrics().await;
+    assert_eq!(
+        store_refused(&metrics, "store.max-entries"),
+        Some(1),
+        "{metrics}"
+    );
+    assert_eq!(
+        store_refused(&metrics, "store.max-entries-per-tenant"),
+        Some(0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

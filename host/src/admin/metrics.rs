@@ -31,6 +31,43 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub cluster: String,
+    pub reason: &'static str,
+}
+
+/// The bounds of a cluster's store, as `reason` labels: each is the
+/// setting a refused write names in its error.
+pub const STORE_BOUNDS: [&str; 4] = [
+    "store.max-entries",
+    "store.max-entries-per-tenant",
+    "store.max-bytes",
+    "store.max-bytes-per-tenant",
+];
+
+/// The writes each bound of one cluster's store refused, resolved once.
+#[derive(Debug, Clone)]
+pub struct StoreRefusals {
+    counters: [Counter; STORE_BOUNDS.len()],
+}
+
+impl StoreRefusals {
+    /// Counts `err` when it is a write refused by a bound (`store: full:
+    /// ... (store.<bound>)`); any other error is not counted.
+    pub fn count(&self, err: &crate::store::Error) {
+        let crate::store::Error::Full(message) = err else {
+            return;
+        };
+        if let Some(i) = STORE_BOUNDS
+            .iter()
+            .position(|bound| message.ends_with(&format!("({bound})")))
+        {
+            self.counters[i].inc();
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CaptureLabels {
     pub capture: String,
 }
@@ -227,7 +264,8 @@ pub struct Metrics {
     pub handled: Family<InstanceLabels, Counter>,
     pub plugin_log_written: Family<ClusterLabels, Counter>,
     pub plugin_log_dropped: Family<ClusterLabels, Counter>,
-    /// Requests refused while their body was read, by reason.
+    /// Requests refused by a bound (a body's, the dashboard streams'), by
+    /// reason.
     pub requests_refused: Family<ReasonLabels, Counter>,
     /// Node sessions refused before they started, by reason.
     pub node_sessions_refused: Family<ReasonLabels, Counter>,
@@ -235,6 +273,8 @@ pub struct Metrics {
     pub node_sessions_closed: Family<ReasonLabels, Counter>,
     /// The HTTP listener; shared with every connection.
     pub http: Arc<HttpMetrics>,
+    /// Store writes refused by a bound, per cluster and bound.
+    pub store_writes_refused: Family<StoreLabels, Counter>,
     /// Capture points: items by outcome (taken, processed, error,
     /// released: put back to wait for a node).
     pub capture_items: Family<CaptureOutcomeLabels, Counter>,
@@ -311,12 +351,18 @@ impl Metrics {
             plugin_log_dropped.clone(),
         );
         let requests_refused = Family::<ReasonLabels, Counter>::default();
-        drop(requests_refused.get_or_create(&ReasonLabels {
-            reason: "max-inflight-body-mb",
-        }));
+        for reason in [
+            "max-body-bytes",
+            "max-inflight-body-mb",
+            "dashboard-streams",
+        ] {
+            drop(requests_refused.get_or_create(&ReasonLabels { reason }));
+        }
         registry.register(
             "http_requests_refused",
-            "Requests refused while their body was read (reason: max-inflight-body-mb)",
+            "Requests refused by a bound: while their body was read (reason: max-body-bytes, \
+             max-inflight-body-mb), or a dashboard stream over the 16 open at once \
+             (dashboard-streams)",
             requests_refused.clone(),
         );
         let node_sessions_refused = Family::<ReasonLabels, Counter>::default();
@@ -354,6 +400,14 @@ impl Metrics {
             "HTTP connections closed by a timeout, by the timeout that closed them",
             http.closed.clone(),
         );
+        let store_writes_refused = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "store_writes_refused",
+            "Store writes refused because they would pass a bound of the cluster's store \
+             (reason: store.max-entries, store.max-entries-per-tenant, store.max-bytes, \
+             store.max-bytes-per-tenant)",
+            store_writes_refused.clone(),
+        );
         let capture_items = Family::<CaptureOutcomeLabels, Counter>::default();
         let capture_operations = Family::<CaptureOutcomeLabels, Counter>::default();
         let capture_backlog = Family::<CaptureLabels, Gauge>::default();
@@ -381,6 +435,7 @@ impl Metrics {
         );
         Metrics {
             registry: Mutex::new(registry),
+            store_writes_refused,
             capture_items,
             capture_operations,
             capture_backlog,
@@ -417,6 +472,21 @@ impl Metrics {
             self.plugin_log_written.get_or_create(&labels).clone(),
             self.plugin_log_dropped.get_or_create(&labels).clone(),
         )
+    }
+
+    /// The store-bound series of one cluster (every bound shown from the
+    /// start, at 0).
+    pub fn store_refusals(&self, cluster: &str) -> StoreRefusals {
+        StoreRefusals {
+            counters: STORE_BOUNDS.map(|reason| {
+                self.store_writes_refused
+                    .get_or_create(&StoreLabels {
+                        cluster: cluster.to_string(),
+                        reason,
+                    })
+                    .clone()
+            }),
+        }
     }
 
     /// The per-request series of one cluster, resolved once so the hot

@@ -216,6 +216,7 @@ impl Cluster {
                 None => crate::runtime::http::HttpGrant::default(),
             }),
             log: Arc::new(metrics.log_limit(name, config.log_per_second)),
+            store_refused: Some(metrics.store_refusals(name)),
         };
         let component = runtime.load(&bytes, &spec).await?;
         if component.info.service_type != config.service {

@@ -122,13 +122,19 @@ fn body_refused(host: &Host, path: &str, why: BodyError) -> Response {
 pub(crate) fn body_fault(host: &Host, path: &str, why: BodyError) -> (Fault, bool) {
     let server = &host.server;
     let (fault, close) = match why {
-        BodyError::TooLarge => (
-            Fault::invalid(format!(
+        BodyError::TooLarge => {
+            host.metrics
+                .requests_refused
+                .get_or_create(&crate::admin::metrics::ReasonLabels {
+                    reason: "max-body-bytes",
+                })
+                .inc();
+            let fault = Fault::invalid(format!(
                 "the request body is larger than {} bytes",
                 server.max_body_bytes
-            )),
-            false,
-        ),
+            ));
+            (fault, false)
+        }
         BodyError::Busy => {
             host.metrics
                 .requests_refused

@@ -282,6 +282,7 @@ impl Codec {
             store: None,
             http: Arc::default(),
             log: Arc::new(log::LogLimit::unmetered(10)),
+            store_refused: None,
         };
         let mut codec = Codec {
             pre,

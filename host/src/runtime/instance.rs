@@ -29,6 +29,9 @@ pub struct InstanceSpec {
     pub http: Arc<super::http::HttpGrant>,
     /// The cluster's budget of log lines.
     pub log: Arc<super::log::LogLimit>,
+    /// Where writes refused by a bound of the store are counted (`None`:
+    /// not counted, outside a gateway).
+    pub store_refused: Option<crate::admin::metrics::StoreRefusals>,
 }
 
 /// Per-store host state (Spin's and wasmtime's `HostState` shape): WASI
@@ -186,6 +189,17 @@ impl HostState {
             .ok_or_else(|| "store: only available while handling a request".to_string())?;
         Ok((store, tenant))
     }
+
+    /// A store call's outcome as the component sees it; a write refused by
+    /// a bound is counted.
+    fn counted<T>(&self, outcome: Result<T, crate::store::Error>) -> Result<T, String> {
+        outcome.map_err(|err| {
+            if let Some(refused) = &self.spec.store_refused {
+                refused.count(&err);
+            }
+            err.to_string()
+        })
+    }
 }
 
 /// Each call passes the request's deadline: a store on Redis gives up
@@ -194,22 +208,26 @@ impl HostState {
 impl bindings::wasp::esp::store::Host for HostState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.get(tenant, &key, self.deadline).await?)
+        let outcome = store.get(tenant, &key, self.deadline).await;
+        self.counted(outcome)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         let (store, tenant) = self.store()?;
-        Ok(store.set(tenant, &key, &value, None, self.deadline).await?)
+        let outcome = store.set(tenant, &key, &value, None, self.deadline).await;
+        self.counted(outcome)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.delete(tenant, &key, self.deadline).await?)
+        let outcome = store.delete(tenant, &key, self.deadline).await;
+        self.counted(outcome)
     }
 
     async fn keys(&mut self, prefix: String) -> Result<Vec<String>, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.keys(tenant, &prefix, self.deadline).await?)
+        let outcome = store.keys(tenant, &prefix, self.deadline).await;
+        self.counted(outcome)
     }
 
     async fn set_with_ttl(
@@ -219,14 +237,16 @@ impl bindings::wasp::esp::store::Host for HostState {
         ttl_seconds: u32,
     ) -> Result<(), String> {
         let (store, tenant) = self.store()?;
-        Ok(store
+        let outcome = store
             .set(tenant, &key, &value, Some(ttl_seconds), self.deadline)
-            .await?)
+            .await;
+        self.counted(outcome)
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, String> {
         let (store, tenant) = self.store()?;
-        Ok(store.increment(tenant, &key, delta, self.deadline).await?)
+        let outcome = store.increment(tenant, &key, delta, self.deadline).await;
+        self.counted(outcome)
     }
 
     async fn compare_and_swap(
@@ -236,9 +256,10 @@ impl bindings::wasp::esp::store::Host for HostState {
         new: Vec<u8>,
     ) -> Result<bool, String> {
         let (store, tenant) = self.store()?;
-        Ok(store
+        let outcome = store
             .compare_and_swap(tenant, &key, expected.as_deref(), &new, self.deadline)
-            .await?)
+            .await;
+        self.counted(outcome)
     }
 }
 

@@ -248,6 +248,7 @@ mod tests {
             store: None,
             http: Arc::default(),
             log: Arc::new(log::LogLimit::unmetered(10)),
+            store_refused: None,
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let ticker = tokio::spawn(async move {

@@ -38,8 +38,9 @@ pub struct BenchArgs {
     /// What to measure: `esp` (ESP over HTTP: native vs pooled vs
     /// per-request), `capture` (the file capture point: the Wasm codec
     /// vs the same parse native, and files end to end), `kafka` (a kafka
-    /// capture point end to end; needs `--brokers`) or `soap` (the http
-    /// capture point).
+    /// capture point end to end; needs `--brokers`), `soap` (the http
+    /// capture point) or `load` (ESP load against a running wasp; needs
+    /// `--url`).
     #[arg(value_enum, default_value_t = Bench::Esp)]
     pub what: Bench,
     /// `kafka`: the broker (`host:port`), e.g. one started with
@@ -71,6 +72,17 @@ pub struct BenchArgs {
     /// Concurrent instances of the per-request echo cluster.
     #[arg(long, default_value_t = 16)]
     pub per_request_instances: usize,
+    /// `load`: the running wasp, e.g. `http://127.0.0.1:8080`.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// `load`: requests per second in all (default: as fast as the
+    /// connections go).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// `load`: print the counts so far every this many seconds (0: only
+    /// at the end).
+    #[arg(long, default_value_t = 0)]
+    pub every: u64,
     /// Internal: run the three servers and print their ports.
     #[arg(long, hide = true)]
     pub serve: bool,
@@ -91,6 +103,12 @@ pub enum Bench {
     Kafka,
     /// SOAP Submit to an http capture point vs SOAP Ping and JSON.
     Soap,
+    /// ESP load against a running wasp (`--url`) for `--seconds`: the
+    /// example request of every cluster of a bundled service, for each of
+    /// its tenants, in turn. Prints `load elapsed=S ok=N failed=N
+    /// refused=N` lines (`refused`: answered 503 by `server.max-connections`,
+    /// which `scripts/soak` provokes on purpose).
+    Load,
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
@@ -114,6 +132,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             })
             .await;
         }
+        Bench::Load => return run_load(&args).await,
         Bench::Esp | Bench::Capture => {}
     }
     if args.what == Bench::Capture {
@@ -179,10 +198,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // median is reported: on a small machine a single run moves by several
     // percent with whatever else the scheduler does at that moment.
     let mut peaks: Vec<Vec<Measured>> = vec![Vec::new(); targets.len()];
+    let echo: Arc<[Call]> = Arc::new([Call {
+        path: ECHO_PATH.to_string(),
+        body: Bytes::from_static(BODY.as_bytes()),
+    }]);
     for (name, addr) in targets {
         load(
             addr,
-            ECHO_PATH,
+            echo.clone(),
             args.connections,
             Duration::from_secs(1),
             None,
@@ -194,7 +217,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         for ((_, addr), runs) in targets.iter().zip(&mut peaks) {
             let peak = load(
                 *addr,
-                ECHO_PATH,
+                echo.clone(),
                 args.connections,
                 Duration::from_secs(args.seconds),
                 None,
@@ -208,7 +231,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         let peak = median(runs);
         let half = load(
             addr,
-            ECHO_PATH,
+            echo.clone(),
             args.connections,
             Duration::from_secs(args.seconds),
             Some(peak.rate / 2.0),
@@ -436,6 +459,7 @@ async fn instantiate_cost() -> Result<InstanceCost> {
         store: None,
         http: Arc::default(),
         log: Arc::new(crate::runtime::log::LogLimit::unmetered(100)),
+        store_refused: None,
     };
     let bytes = crate::builtin::get("echo").context("builtin echo")?;
     let loaded = runtime.load(bytes, &spec).await?;
@@ -541,7 +565,7 @@ struct Measured {
 /// possible, or at `rate` requests per second in all.
 async fn load(
     target: Target,
-    path: &'static str,
+    calls: Arc<[Call]>,
     connections: usize,
     duration: Duration,
     rate: Option<f64>,
@@ -551,17 +575,20 @@ async fn load(
     let client_before = cpu_time("self");
     let start = Instant::now();
     let stop = start + duration;
+    let tally = Arc::new(Tally::default());
     let mut tasks = Vec::new();
     for i in 0..connections {
         let pacer = Pacer::new(start, stop, rate, connections, i);
-        tasks.push(tokio::spawn(connection(addr, path, pacer)));
+        tasks.push(tokio::spawn(connection(
+            addr,
+            calls.clone(),
+            pacer,
+            tally.clone(),
+        )));
     }
     let mut latencies = Vec::new();
-    let mut errors = 0;
     for task in tasks {
-        let (lat, err) = task.await??;
-        latencies.extend(lat);
-        errors += err;
+        latencies.extend(task.await?);
     }
     let elapsed = start.elapsed().as_secs_f64();
     let answered = latencies.len().max(1) as f64;
@@ -571,11 +598,12 @@ async fn load(
     let server_us = per_request(server_before, cpu_time(&server_pid.to_string()));
     let client_us = per_request(client_before, cpu_time("self"));
     latencies.sort_unstable();
+    let (_, failed, refused) = tally.counts();
     Ok(Measured {
         rate: latencies.len() as f64 / elapsed,
         p50_ms: percentile_ms(&latencies, 0.50),
         p99_ms: percentile_ms(&latencies, 0.99),
-        errors,
+        errors: failed + refused,
         server_us,
         client_us,
     })
@@ -601,34 +629,270 @@ pub(crate) fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_nanos(total))
 }
 
-/// One connection's loop; latencies in microseconds.
-async fn connection(
-    addr: SocketAddr,
-    path: &'static str,
-    mut pacer: Pacer,
-) -> Result<(Vec<u64>, u64)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let body = Bytes::from_static(BODY.as_bytes());
-    let mut latencies = Vec::with_capacity(1 << 16);
-    let mut errors = 0;
-    while let Some(sent_at) = pacer.next().await {
-        let req = Request::post(path)
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .body(Full::new(body.clone()))?;
-        let resp = sender.send_request(req).await?;
-        let ok = resp.status() == StatusCode::OK;
-        resp.into_body().collect().await?;
-        if ok {
-            latencies.push(sent_at.elapsed().as_micros() as u64);
-        } else {
-            errors += 1;
+/// One request of a load: where it goes and its body.
+#[derive(Debug, Clone)]
+struct Call {
+    path: String,
+    body: Bytes,
+}
+
+/// What a load's connections got so far.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    /// Answered 503 by `server.max-connections`.
+    refused: std::sync::atomic::AtomicU64,
+    /// The first failures, to say what went wrong.
+    samples: std::sync::Mutex<Vec<String>>,
+}
+
+impl Tally {
+    /// ok, failed, refused.
+    fn counts(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.ok.load(Relaxed),
+            self.failed.load(Relaxed),
+            self.refused.load(Relaxed),
+        )
+    }
+
+    fn fail(&self, what: String) {
+        self.failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if samples.len() < 10 {
+            samples.push(what);
         }
     }
-    Ok((latencies, errors))
+}
+
+/// One connection's loop, the calls in turn; latencies in microseconds
+/// of the requests answered 200. A connection that fails or is closed is
+/// opened again (the failure counted).
+async fn connection(
+    addr: SocketAddr,
+    calls: Arc<[Call]>,
+    mut pacer: Pacer,
+    tally: Arc<Tally>,
+) -> Vec<u64> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut latencies = Vec::with_capacity(1 << 16);
+    let mut sender = None;
+    let mut n = 0usize;
+    while let Some(sent_at) = pacer.next().await {
+        let call = &calls[n % calls.len()];
+        n += 1;
+        if sender.is_none() {
+            match connect(addr).await {
+                Ok(open) => sender = Some(open),
+                Err(err) => {
+                    tally.fail(format!("connect to {addr}: {err:#}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(open) = sender.as_mut() else {
+            continue;
+        };
+        match exchange(open, call).await {
+            Ok((status, close, body)) => {
+                if close {
+                    sender = None;
+                }
+                if status == StatusCode::OK {
+                    tally.ok.fetch_add(1, Relaxed);
+                    latencies.push(sent_at.elapsed().as_micros() as u64);
+                } else if status == StatusCode::SERVICE_UNAVAILABLE
+                    && String::from_utf8_lossy(&body).contains("server.max-connections")
+                {
+                    tally.refused.fetch_add(1, Relaxed);
+                } else {
+                    let body = String::from_utf8_lossy(&body[..body.len().min(300)]);
+                    tally.fail(format!("{} answered {status}: {body}", call.path));
+                }
+            }
+            Err(err) => {
+                sender = None;
+                tally.fail(format!("{}: {err:#}", call.path));
+            }
+        }
+    }
+    latencies
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Sends `call`; its status, whether the server closes the connection,
+/// and the body.
+async fn exchange(sender: &mut Sender, call: &Call) -> Result<(StatusCode, bool, Bytes)> {
+    sender.ready().await?;
+    let req = Request::post(call.path.as_str())
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/json")
+        .body(Full::new(call.body.clone()))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let close = resp
+        .headers()
+        .get(hyper::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, close, body))
+}
+
+/// `wasp bench load`: ESP load against a running wasp, counted.
+async fn run_load(args: &BenchArgs) -> Result<()> {
+    let url = args
+        .url
+        .as_deref()
+        .context("wasp bench load needs --url http://HOST:PORT (a running wasp)")?;
+    let uri: hyper::Uri = url.parse().with_context(|| format!("not a URL: {url}"))?;
+    let host = uri.host().context("the URL has no host")?;
+    let addr = tokio::net::lookup_host((host, uri.port_u16().unwrap_or(80)))
+        .await?
+        .next()
+        .with_context(|| format!("cannot resolve {host}"))?;
+    let calls = load_mix(addr).await?;
+    eprintln!(
+        "load: {} connections, {}, {} s, requests in turn: {}",
+        args.connections,
+        args.rate.map_or_else(
+            || "as fast as they go".to_string(),
+            |r| format!("{r} req/s")
+        ),
+        args.seconds,
+        calls
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let start = Instant::now();
+    let stop = start + Duration::from_secs(args.seconds);
+    let tally = Arc::new(Tally::default());
+    let calls: Arc<[Call]> = calls.into();
+    let connections = args.connections.max(1);
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let pacer = Pacer::new(start, stop, args.rate, connections, i);
+        tasks.push(tokio::spawn(connection(
+            addr,
+            calls.clone(),
+            pacer,
+            tally.clone(),
+        )));
+    }
+    fn line(tally: &Tally, start: Instant) {
+        let (ok, failed, refused) = tally.counts();
+        println!(
+            "load elapsed={} ok={ok} failed={failed} refused={refused}",
+            start.elapsed().as_secs()
+        );
+    }
+    let every = (args.every > 0).then(|| Duration::from_secs(args.every));
+    let reporter = every.map(|every| {
+        let tally = tally.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at((start + every).into(), every);
+            loop {
+                tick.tick().await;
+                line(&tally, start);
+            }
+        })
+    });
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await?);
+    }
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
+    latencies.sort_unstable();
+    line(&tally, start);
+    let (ok, failed, _) = tally.counts();
+    println!(
+        "load done: {:.0} req/s answered 200, p50 {:.3} ms, p99 {:.3} ms",
+        ok as f64 / start.elapsed().as_secs_f64(),
+        percentile_ms(&latencies, 0.50),
+        percentile_ms(&latencies, 0.99)
+    );
+    for sample in tally
+        .samples
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        eprintln!("load: failed: {sample}");
+    }
+    if failed > 0 {
+        bail!("{failed} request(s) failed");
+    }
+    Ok(())
+}
+
+/// The example request of every cluster of `addr` whose service has one
+/// (`wasp call`'s examples), once for each of the cluster's tenants.
+async fn load_mix(addr: SocketAddr) -> Result<Vec<Call>> {
+    let mut sender = connect(addr).await?;
+    sender.ready().await?;
+    let req = Request::get("/v1/admin/clusters")
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::new()))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if status != StatusCode::OK {
+        bail!(
+            "GET /v1/admin/clusters answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let clusters: Vec<serde_json::Value> =
+        serde_json::from_slice(&body).context("the clusters' JSON")?;
+    let mut calls = Vec::new();
+    for cluster in &clusters {
+        let text = |key: &str| cluster[key].as_str().unwrap_or_default().to_string();
+        let methods: std::collections::HashSet<String> = cluster["methods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect();
+        let service = text("service");
+        let Some((method, params)) = crate::call::first_example(&service, &methods) else {
+            continue;
+        };
+        for tenant in cluster["tenants"].as_array().into_iter().flatten() {
+            let body = serde_json::json!({
+                "ReferenceId": 1,
+                "Request": {
+                    "Service": service,
+                    "Method": method,
+                    "TenantId": tenant["id"],
+                    "Parameters": serde_json::from_str::<serde_json::Value>(params)?,
+                },
+            });
+            calls.push(Call {
+                path: format!("/v1/esp/{}", text("name")),
+                body: Bytes::from(serde_json::to_vec(&body)?),
+            });
+        }
+    }
+    if calls.is_empty() {
+        bail!("no cluster of {addr} has a service with an example request");
+    }
+    Ok(calls)
 }
 
 /// The machine the figures come from.
