@@ -113,6 +113,18 @@ impl Host {
             .all(|drained| drained)
     }
 
+    /// Forgets the loaded components `generation` does not run (after a
+    /// switch, or a reload that failed after loading some).
+    pub fn keep_loaded_of(&self, generation: &Generation) {
+        let used: std::collections::HashSet<&str> = generation
+            .clusters
+            .values()
+            .map(|c| c.sha256.as_str())
+            .chain(generation.captures.values().map(|cp| cp.codec.sha256()))
+            .collect();
+        self.runtime.keep_loaded(&used);
+    }
+
     /// Makes `next` the serving generation and returns the one it
     /// replaces (still alive while requests hold it). The replaced one's
     /// capture points that `next` did not take over are told to stop.
@@ -127,6 +139,7 @@ impl Host {
                 self.metrics.forget_capture(name);
             }
         }
+        self.keep_loaded_of(&now);
         // Series of what is gone go with it; a cluster that kept its name
         // keeps its counters (and drops the slots it no longer has).
         for (name, cluster) in &old.clusters {

@@ -281,6 +281,7 @@ impl Host {
     }
 
     fn refused(&self, trigger: Trigger, started: Instant, reason: String) -> ReloadReport {
+        self.keep_loaded_of(&self.current());
         self.reloads.record(ReloadReport {
             id: self.reloads.next_id(),
             at: unix_now(),

@@ -347,3 +347,71 @@ async fn metrics_show_what_serves_after_a_reload() {
         "{after}"
     );
 }
+
+#[tokio::test]
+async fn a_replaced_cluster_is_dropped_after_the_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wasp.toml");
+    write(&path, &echo("a", "builtin:echo", 2));
+    let s = serve_file(&path, false).await;
+    assert_eq!(call(&s, "a").await.0, 200);
+    let old = Arc::downgrade(&s.host.current().clusters["a"]);
+    write(&path, &echo("a", "builtin:echo", 3));
+    let (status, report) = post(&s, "/v1/admin/reload").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(call(&s, "a").await.0, 200);
+    for _ in 0..100 {
+        if old.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the replaced cluster is still held: {} references",
+        old.strong_count()
+    );
+}
+
+#[tokio::test]
+async fn a_kept_component_is_reused_and_a_swapped_one_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wasp.toml");
+    write(&path, &echo("a", "builtin:echo", 2));
+    let s = serve_file(&path, false).await;
+    let sha = s.host.current().clusters["a"].sha256.clone();
+    assert_eq!(
+        s.host.runtime.loaded_components(),
+        std::slice::from_ref(&sha)
+    );
+    // More instances, the same component: the loaded one is reused.
+    for n in [3, 2, 3] {
+        write(&path, &echo("a", "builtin:echo", n));
+        let (status, report) = post(&s, "/v1/admin/reload").await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["Changes"]["Started"], json!(["clusters.a"]));
+        assert_eq!(
+            s.host.runtime.loaded_components(),
+            std::slice::from_ref(&sha)
+        );
+    }
+    // Another version: the old one is forgotten.
+    let v2 = echo_v2(dir.path());
+    write(&path, &echo("a", v2.to_str().unwrap(), 2));
+    let (status, report) = post(&s, "/v1/admin/reload").await;
+    assert_eq!(status, 200, "{report}");
+    let now = s.host.current().clusters["a"].sha256.clone();
+    assert_ne!(now, sha);
+    assert_eq!(
+        s.host.runtime.loaded_components(),
+        std::slice::from_ref(&now)
+    );
+    // A reload that fails after loading a component keeps only what serves.
+    write(&path, &echo("a", CHAOS, 2));
+    let (status, report) = post(&s, "/v1/admin/reload").await;
+    assert_eq!(
+        status, 422,
+        "the chaos component declares another service: {report}"
+    );
+    assert_eq!(s.host.runtime.loaded_components(), [now]);
+    assert_eq!(call(&s, "a").await.0, 200);
+}

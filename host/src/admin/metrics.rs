@@ -557,6 +557,12 @@ impl Metrics {
         self.instances.remove(&labels);
         self.plugin_log_written.remove(&labels);
         self.plugin_log_dropped.remove(&labels);
+        for reason in STORE_BOUNDS {
+            self.store_writes_refused.remove(&StoreLabels {
+                cluster: cluster.to_string(),
+                reason,
+            });
+        }
         self.forget_instances(cluster, 0..slots);
         let mut log = self.faults_log.lock().unwrap_or_else(|e| e.into_inner());
         log.per_cluster.remove(cluster);

@@ -63,6 +63,13 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: ComponentCache,
+    /// Components loaded for the serving generation, by SHA-256: a reload
+    /// that keeps a component (a cluster given more instances, a changed
+    /// config value) reuses it instead of loading it again, so its
+    /// instances keep their warm slots in the pool, and a reload neither
+    /// reads the disk cache nor warms fresh slots for the same code.
+    /// Pruned to what the serving generation uses at each switch.
+    loaded: std::sync::Mutex<std::collections::HashMap<String, Component>>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -145,6 +152,7 @@ impl Runtime {
             engine,
             linker,
             cache,
+            loaded: std::sync::Mutex::default(),
             ticker_stop,
         })
     }
@@ -156,12 +164,38 @@ impl Runtime {
     /// pool, so the runtime's workers keep serving requests and node
     /// sessions meanwhile.
     pub async fn compile(&self, bytes: &[u8]) -> Result<(Component, String, bool)> {
+        let sha = sha256_hex(bytes);
+        if let Some(component) = self.loaded().get(&sha) {
+            return Ok((component.clone(), sha, true));
+        }
         let (engine, cache, bytes) = (self.engine.clone(), self.cache.clone(), bytes.to_vec());
         // The caller's span (which cluster or capture point) goes along.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| cache.get_or_compile(&engine, &bytes)))
-            .await
-            .context("the compile task failed")?
+        let (component, sha, from_cache) = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| cache.get_or_compile(&engine, &bytes))
+        })
+        .await
+        .context("the compile task failed")??;
+        self.loaded().insert(sha.clone(), component.clone());
+        Ok((component, sha, from_cache))
+    }
+
+    /// Forgets the loaded components whose SHA-256 is not in `used` (what
+    /// the serving generation runs): their code goes once the last
+    /// generation that ran them is dropped.
+    pub fn keep_loaded(&self, used: &std::collections::HashSet<&str>) {
+        self.loaded().retain(|sha, _| used.contains(sha.as_str()));
+    }
+
+    /// The SHA-256 of each component loaded for reuse, sorted.
+    pub fn loaded_components(&self) -> Vec<String> {
+        let mut shas: Vec<String> = self.loaded().keys().cloned().collect();
+        shas.sort();
+        shas
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Component>> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Pre-links a compiled component against the host's imports (WASI,
