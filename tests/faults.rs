@@ -147,6 +147,14 @@ async fn an_unwritable_notification_folder_holds_files_in_inbound_until_it_is_ba
     let written: BTreeSet<String> = files(&notification).into_iter().collect();
     assert_eq!(written, names, "each file's replies, under its name");
     assert_eq!(submitted_once(&node), stems(&names));
+    // The answers were journaled: taking the files again sent nothing.
+    assert_eq!(
+        node.state
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed),
+        names.len() as u64,
+        "operations the node received"
+    );
 }
 
 /// `/v1/admin/captures`' one capture point, read without async.
