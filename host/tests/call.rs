@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 const WASP: &str = env!("CARGO_BIN_EXE_wasp");
 
@@ -13,28 +13,14 @@ const WASP: &str = env!("CARGO_BIN_EXE_wasp");
 /// test with what it wrote.
 fn call(args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(WASP)
-        .env("WASP_CACHE_DIR", common::cache_dir())
-        .current_dir(dir.path())
-        .arg("call")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            let (stdout, stderr) = text(&out);
-            panic!(
-                "wasp call {args:?} did not finish in 120 s:\nstdout:\n{stdout}\nstderr:\n{stderr}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    common::finish_within(
+        Command::new(WASP)
+            .env("WASP_CACHE_DIR", common::cache_dir())
+            .current_dir(dir.path())
+            .arg("call")
+            .args(args),
+        Duration::from_secs(120),
+    )
 }
 
 fn text(out: &Output) -> (String, String) {

@@ -557,15 +557,7 @@ async fn dashboard_streams_are_bounded_and_end_when_the_host_stops() {
     assert_eq!(refused.status(), 503);
     let fault: Value = refused.json().await.unwrap();
     assert_eq!(fault["FaultCode"], 3003, "{fault}");
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("wasp_http_requests_refused_total{reason=\"dashboard-streams\"} 1"),
         "{metrics}"

@@ -11,8 +11,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -25,26 +25,15 @@ fn repo_target() -> PathBuf {
 /// Runs `wasp ARGS` in `dir` with the tests' caches; a run that hangs is
 /// killed. Returns the output; the caller checks it.
 fn wasp(dir: &Path, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(WASP)
-        .env("WASP_CACHE_DIR", common::cache_dir())
-        .env("WASP_TOOLCHAIN_DIR", repo_target().join("toolchains"))
-        .env("CARGO_TARGET_DIR", repo_target().join("new-test-rust"))
-        .current_dir(dir)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("wasp {args:?} did not finish in {limit:?}:\n{}", text(&out));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+    common::finish_within(
+        Command::new(WASP)
+            .env("WASP_CACHE_DIR", common::cache_dir())
+            .env("WASP_TOOLCHAIN_DIR", repo_target().join("toolchains"))
+            .env("CARGO_TARGET_DIR", repo_target().join("new-test-rust"))
+            .current_dir(dir)
+            .args(args),
+        limit,
+    )
 }
 
 fn text(out: &Output) -> String {
