@@ -106,8 +106,9 @@ pub enum Bench {
     /// ESP load against a running wasp (`--url`) for `--seconds`: the
     /// example request of every cluster of a bundled service, for each of
     /// its tenants, in turn. Prints `load elapsed=S ok=N failed=N
-    /// refused=N` lines (`refused`: answered 503 by `server.max-connections`,
-    /// which `scripts/soak` provokes on purpose).
+    /// refused=N store-full=N` lines (`refused`: answered 503 by
+    /// `server.max-connections`; `store-full`: a fault from a store bound;
+    /// `scripts/soak` provokes both on purpose).
     Load,
 }
 
@@ -643,6 +644,9 @@ struct Tally {
     failed: std::sync::atomic::AtomicU64,
     /// Answered 503 by `server.max-connections`.
     refused: std::sync::atomic::AtomicU64,
+    /// Answered with a fault because the cluster's store is full (a write
+    /// refused by a `store.max-*` bound): a limit holding, not a failure.
+    store_full: std::sync::atomic::AtomicU64,
     /// The first failures, to say what went wrong.
     samples: std::sync::Mutex<Vec<String>>,
 }
@@ -709,6 +713,8 @@ async fn connection(
                     && String::from_utf8_lossy(&body).contains("server.max-connections")
                 {
                     tally.refused.fetch_add(1, Relaxed);
+                } else if String::from_utf8_lossy(&body).contains("(store.max-") {
+                    tally.store_full.fetch_add(1, Relaxed);
                 } else {
                     let body = String::from_utf8_lossy(&body[..body.len().min(300)]);
                     tally.fail(format!("{} answered {status}: {body}", call.path));
@@ -795,8 +801,9 @@ async fn run_load(args: &BenchArgs) -> Result<()> {
     }
     fn line(tally: &Tally, start: Instant) {
         let (ok, failed, refused) = tally.counts();
+        let store_full = tally.store_full.load(std::sync::atomic::Ordering::Relaxed);
         println!(
-            "load elapsed={} ok={ok} failed={failed} refused={refused}",
+            "load elapsed={} ok={ok} failed={failed} refused={refused} store-full={store_full}",
             start.elapsed().as_secs()
         );
     }
