@@ -61,7 +61,17 @@ impl ComponentCache {
         engine: &Engine,
         bytes: &[u8],
     ) -> Result<(Component, String, bool)> {
-        let sha = hex(&Sha256::digest(bytes));
+        self.get_or_compile_hashed(engine, bytes, hex(&Sha256::digest(bytes)))
+    }
+
+    /// [`ComponentCache::get_or_compile`] for bytes whose SHA-256 (hex)
+    /// the caller has already computed (a large component is hashed once).
+    pub fn get_or_compile_hashed(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        sha: String,
+    ) -> Result<(Component, String, bool)> {
         let Some(dir) = &self.dir else {
             let component = compiling(&sha, bytes, || {
                 Component::new(engine, bytes).map_err(anyhow::Error::from)

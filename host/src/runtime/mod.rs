@@ -172,7 +172,7 @@ impl Runtime {
         // The caller's span (which cluster or capture point) goes along.
         let span = tracing::Span::current();
         let (component, sha, from_cache) = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| cache.get_or_compile(&engine, &bytes))
+            span.in_scope(|| cache.get_or_compile_hashed(&engine, &bytes, sha))
         })
         .await
         .context("the compile task failed")??;
