@@ -155,12 +155,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// host stops.
 pub async fn events(State(host): State<Arc<Host>>) -> Response {
     let Ok(permit) = host.dashboards.clone().try_acquire_owned() else {
-        host.metrics
-            .requests_refused
-            .get_or_create(&crate::admin::metrics::ReasonLabels {
-                reason: "dashboard-streams",
-            })
-            .inc();
+        host.metrics.request_refused("dashboard-streams");
         return crate::esp::Refused::new(Fault::new(
             FaultCode::Overloaded,
             format!("{MAX_STREAMS} dashboard streams are open already; close one and try again"),

@@ -474,6 +474,14 @@ impl Metrics {
         )
     }
 
+    /// Counts a request refused by a bound, `reason` naming it
+    /// (`max-body-bytes`, `max-inflight-body-mb`, `dashboard-streams`).
+    pub fn request_refused(&self, reason: &'static str) {
+        self.requests_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     /// The store-bound series of one cluster (every bound shown from the
     /// start, at 0).
     pub fn store_refusals(&self, cluster: &str) -> StoreRefusals {

@@ -123,12 +123,7 @@ pub(crate) fn body_fault(host: &Host, path: &str, why: BodyError) -> (Fault, boo
     let server = &host.server;
     let (fault, close) = match why {
         BodyError::TooLarge => {
-            host.metrics
-                .requests_refused
-                .get_or_create(&crate::admin::metrics::ReasonLabels {
-                    reason: "max-body-bytes",
-                })
-                .inc();
+            host.metrics.request_refused("max-body-bytes");
             let fault = Fault::invalid(format!(
                 "the request body is larger than {} bytes",
                 server.max_body_bytes
@@ -136,12 +131,7 @@ pub(crate) fn body_fault(host: &Host, path: &str, why: BodyError) -> (Fault, boo
             (fault, false)
         }
         BodyError::Busy => {
-            host.metrics
-                .requests_refused
-                .get_or_create(&crate::admin::metrics::ReasonLabels {
-                    reason: "max-inflight-body-mb",
-                })
-                .inc();
+            host.metrics.request_refused("max-inflight-body-mb");
             let fault = Fault::new(
                 FaultCode::Overloaded,
                 format!(
