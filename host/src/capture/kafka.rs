@@ -479,7 +479,7 @@ impl Shared {
     }
 
     /// The offsets to commit now: every partition whose finished prefix
-    /// moved past the last commit acknowledged (or all with one, `all`).
+    /// moved past the last commit acknowledged.
     fn to_commit(&self) -> TopicPartitionList {
         let book = self.book();
         let mut tpl = TopicPartitionList::new();
@@ -1024,10 +1024,10 @@ impl KafkaSource {
         self.finisher.clone()
     }
 
-    /// Commits every partition's finished prefix now and waits for the
-    /// broker's answer.
-    /// Bounded by [`CLOSE_WITHIN`]: a broker that does not answer makes it
-    /// an error, and the commit goes on by itself.
+    /// Commits every partition's finished prefix not acknowledged yet and
+    /// waits for the broker's answer, at most [`CLOSE_WITHIN`]: a broker
+    /// that does not answer makes it an error, and the commit goes on by
+    /// itself.
     pub async fn commit(&self) -> anyhow::Result<()> {
         let consumer = self.consumer.clone();
         let shared = self.shared.clone();
