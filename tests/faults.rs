@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Wasp, fax_tagged, files, replace, submitted_once, until};
+use support::{Wasp, drop_file, fax_tagged, files, replace, submit_doc, submitted_once};
 use wasp::tools::node_sim::{Sim, SimArgs};
 
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -65,20 +65,15 @@ fn drop_files(staging: &Path, inbound: &Path, prefix: &str, n: usize) -> BTreeSe
     (0..n)
         .map(|i| {
             let name = format!("{prefix}-{i}.xml");
-            let doc = format!(
-                r#"<interaction operation="submit" ExternalId="{prefix}-{i}"><properties><Subject>fault</Subject></properties></interaction>"#
+            drop_file(
+                staging,
+                inbound,
+                &name,
+                &submit_doc(&format!("{prefix}-{i}")),
             );
-            std::fs::write(staging.join(&name), doc).unwrap();
-            std::fs::rename(staging.join(&name), inbound.join(&name)).unwrap();
             name
         })
         .collect()
-}
-
-async fn until_ok(what: &str, wasp: &Wasp, ready: impl FnMut() -> Option<()>) {
-    if let Err(e) = until(what, PATIENCE, ready).await {
-        panic!("{e}\nwasp stderr:\n{}", wasp.stderr());
-    }
 }
 
 fn stems(names: &BTreeSet<String>) -> BTreeSet<String> {
@@ -105,7 +100,8 @@ async fn an_unwritable_notification_folder_holds_files_in_inbound_until_it_is_ba
         cp.join("processed"),
         cp.join("notification"),
     );
-    until_ok("inbound/", &wasp, || inbound.is_dir().then_some(())).await;
+    wasp.until_ok("inbound/", PATIENCE, || inbound.is_dir().then_some(()))
+        .await;
 
     // The folder goes: every write into notification/ fails.
     std::fs::remove_dir(&notification).unwrap();
@@ -113,13 +109,13 @@ async fn an_unwritable_notification_folder_holds_files_in_inbound_until_it_is_ba
     let names = drop_files(&staging, &inbound, "full", 20);
     // Each file's submit reached the node (once), and its replies could
     // not be written: it was released back to inbound/, never moved.
-    until_ok("the node got every submit", &wasp, || {
+    wasp.until_ok("the node got every submit", PATIENCE, || {
         (submitted_once(&node).len() == names.len()).then_some(())
     })
     .await;
-    until_ok(
+    wasp.until_ok(
         "files released for lack of a notification folder",
-        &wasp,
+        PATIENCE,
         || {
             let c = captures(&wasp);
             (c["Released"].as_u64()? >= names.len() as u64).then_some(())
@@ -140,7 +136,7 @@ async fn an_unwritable_notification_folder_holds_files_in_inbound_until_it_is_ba
     // operation was sent twice.
     std::fs::remove_file(&notification).unwrap();
     std::fs::create_dir(&notification).unwrap();
-    until_ok("every file processed", &wasp, || {
+    wasp.until_ok("every file processed", PATIENCE, || {
         (files(&processed).len() == names.len() && files(&inbound).is_empty()).then_some(())
     })
     .await;
@@ -201,7 +197,8 @@ async fn kill_9_during_a_reload_loses_nothing_and_the_restart_serves_the_new_con
     node.connected(PATIENCE).await.unwrap();
     let inbound = data.join("orders/inbound");
     let processed = data.join("orders/processed");
-    until_ok("inbound/", &wasp, || inbound.is_dir().then_some(())).await;
+    wasp.until_ok("inbound/", PATIENCE, || inbound.is_dir().then_some(()))
+        .await;
     let mut names = drop_files(&staging, &inbound, "a", 100);
 
     // A new component (never compiled before: a fresh tag) and a reload
@@ -233,7 +230,7 @@ async fn kill_9_during_a_reload_loses_nothing_and_the_restart_serves_the_new_con
     // Restarted on the same folders and config file.
     let wasp = Wasp::start(&path, &listen, &data).await.unwrap();
     node.connected(PATIENCE).await.unwrap();
-    until_ok("every file processed after the restart", &wasp, || {
+    wasp.until_ok("every file processed after the restart", PATIENCE, || {
         (files(&processed).len() == names.len() && files(&inbound).is_empty()).then_some(())
     })
     .await;

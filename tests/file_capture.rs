@@ -76,12 +76,10 @@ impl Folders {
         }
     }
 
-    /// Drops a file as a careful writer does: written elsewhere on the
-    /// same file system, then renamed into inbound/.
+    /// Drops a file into inbound/ as a careful writer does (see
+    /// [`support::drop_file`]).
     fn drop_file(&self, name: &str, bytes: &[u8]) {
-        let staged = self.staging.join(name);
-        std::fs::write(&staged, bytes).unwrap();
-        std::fs::rename(&staged, self.inbound.join(name)).unwrap();
+        support::drop_file(&self.staging, &self.inbound, name, bytes);
     }
 }
 

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use support::{Wasp, component_id, fax_tagged, files, replace, submitted_once, until};
+use support::{
+    Wasp, component_id, drop_file, fax_tagged, files, replace, submit_doc, submitted_once,
+};
 use wasp::tools::node_sim::{Sim, SimArgs};
 
 /// How long one step may take on a loaded machine.
@@ -54,21 +56,6 @@ fn config(fax: &Path, extra_capture: bool) -> String {
 
 fn write_config(path: &Path, text: &str) {
     replace(path, text.as_bytes());
-}
-
-fn submit(external_id: &str) -> Vec<u8> {
-    format!(
-        r#"<interaction operation="submit" ExternalId="{external_id}"><properties><Subject>hot swap</Subject></properties></interaction>"#
-    )
-    .into_bytes()
-}
-
-/// Drops a file as a careful writer does: written in `staging`, renamed
-/// into `inbound`.
-fn drop_file(staging: &Path, inbound: &Path, name: &str, bytes: &[u8]) {
-    let staged = staging.join(name);
-    std::fs::write(&staged, bytes).unwrap();
-    std::fs::rename(&staged, inbound.join(name)).unwrap();
 }
 
 /// What the clients saw.
@@ -165,12 +152,6 @@ async fn get_json(url: &str, path: &str) -> serde_json::Value {
         .unwrap()
 }
 
-async fn until_ok(what: &str, wasp: &Wasp, ready: impl FnMut() -> Option<()>) {
-    if let Err(e) = until(what, PATIENCE, ready).await {
-        panic!("{e}\nwasp stderr:\n{}", wasp.stderr());
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn swaps_and_capture_changes_under_load_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -192,7 +173,7 @@ async fn swaps_and_capture_changes_under_load_lose_nothing() {
     node.connected(PATIENCE).await.unwrap();
     assert_eq!(answered_by(&wasp.url).await, ids[0]);
     let inbound = data.join("orders/inbound");
-    until_ok("the orders inbound folder", &wasp, || {
+    wasp.until_ok("the orders inbound folder", PATIENCE, || {
         inbound.is_dir().then_some(())
     })
     .await;
@@ -219,7 +200,7 @@ async fn swaps_and_capture_changes_under_load_lose_nothing() {
                     &staging,
                     &inbound,
                     &format!("o-{i}.xml"),
-                    &submit(&format!("o-{i}")),
+                    &submit_doc(&format!("o-{i}")),
                 );
                 dropped.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -232,7 +213,8 @@ async fn swaps_and_capture_changes_under_load_lose_nothing() {
     };
 
     // Swap 1: the component's file replaced; the watcher reloads.
-    until_ok("requests before swap 1", &wasp, reached(EVERY)).await;
+    wasp.until_ok("requests before swap 1", PATIENCE, reached(EVERY))
+        .await;
     replace(&fax, &versions[1]);
     until_answered_by(&wasp, &ids[1]).await;
 
@@ -242,23 +224,33 @@ async fn swaps_and_capture_changes_under_load_lose_nothing() {
     write_config(&path, &config(&fax, true));
     let extra_inbound = data.join("extra/inbound");
     let extra_processed = data.join("extra/processed");
-    until_ok("the extra capture point's inbound", &wasp, || {
+    wasp.until_ok("the extra capture point's inbound", PATIENCE, || {
         extra_inbound.is_dir().then_some(())
     })
     .await;
     let mut extra = BTreeSet::new();
     for i in 0..50 {
         let name = format!("x-{i}.xml");
-        drop_file(&staging, &extra_inbound, &name, &submit(&format!("x-{i}")));
+        drop_file(
+            &staging,
+            &extra_inbound,
+            &name,
+            &submit_doc(&format!("x-{i}")),
+        );
         extra.insert(name);
     }
-    until_ok("the extra files processed", &wasp, || {
+    wasp.until_ok("the extra files processed", PATIENCE, || {
         (files(&extra_processed).len() == 50).then_some(())
     })
     .await;
     for i in 50..70 {
         let name = format!("x-{i}.xml");
-        drop_file(&staging, &extra_inbound, &name, &submit(&format!("x-{i}")));
+        drop_file(
+            &staging,
+            &extra_inbound,
+            &name,
+            &submit_doc(&format!("x-{i}")),
+        );
         extra.insert(name);
     }
     write_config(&path, &config(&fax, false));
@@ -278,13 +270,15 @@ async fn swaps_and_capture_changes_under_load_lose_nothing() {
     }
 
     // Swap 2: the file replaced again.
-    until_ok("requests before swap 2", &wasp, reached(2 * EVERY)).await;
+    wasp.until_ok("requests before swap 2", PATIENCE, reached(2 * EVERY))
+        .await;
     replace(&fax, &versions[2]);
     until_answered_by(&wasp, &ids[2]).await;
 
     // Swap 3: the config points at another file, and `wasp reload` asks
     // for it (the watcher may be first; either way one switch).
-    until_ok("requests before swap 3", &wasp, reached(3 * EVERY)).await;
+    wasp.until_ok("requests before swap 3", PATIENCE, reached(3 * EVERY))
+        .await;
     let fax4 = dir.join("fax-4.wasm");
     replace(&fax4, &versions[3]);
     write_config(&path, &config(&fax4, false));
@@ -300,9 +294,9 @@ async fn swaps_and_capture_changes_under_load_lose_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     until_answered_by(&wasp, &ids[3]).await;
-    until_ok(
+    wasp.until_ok(
         "all the requests",
-        &wasp,
+        PATIENCE,
         reached(REQUESTS.max(3 * EVERY + 1000)),
     )
     .await;
@@ -357,7 +351,7 @@ async fn swaps_and_capture_changes_under_load_lose_nothing() {
     // Every orders file processed once, none in error; the extra files
     // processed or waiting in their inbound folder.
     let processed = data.join("orders/processed");
-    until_ok("every orders file processed", &wasp, || {
+    wasp.until_ok("every orders file processed", PATIENCE, || {
         (files(&processed).len() as u64 == dropped && files(&inbound).is_empty()).then_some(())
     })
     .await;

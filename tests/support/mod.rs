@@ -92,6 +92,14 @@ impl Wasp {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Waits (as [`until`]) until `ready` holds; fails with this wasp's
+    /// stderr when it does not within `within`.
+    pub async fn until_ok(&self, what: &str, within: Duration, ready: impl FnMut() -> Option<()>) {
+        if let Err(e) = until(what, within, ready).await {
+            panic!("{e}\nwasp stderr:\n{}", self.stderr());
+        }
+    }
+
     /// `kill -9`: no chance to finish anything.
     pub async fn kill9(&mut self) {
         let _ = self.child.start_kill();
@@ -178,4 +186,20 @@ pub fn submitted_once(node: &wasp::tools::node_sim::Sim) -> std::collections::BT
     let distinct: std::collections::BTreeSet<String> = all.iter().cloned().collect();
     assert_eq!(distinct.len(), all.len(), "an ExternalId submitted twice");
     distinct
+}
+
+/// Drops a file as a careful writer does: written in `staging` (on the
+/// same file system), then renamed into `inbound`.
+pub fn drop_file(staging: &Path, inbound: &Path, name: &str, bytes: &[u8]) {
+    let staged = staging.join(name);
+    std::fs::write(&staged, bytes).unwrap();
+    std::fs::rename(&staged, inbound.join(name)).unwrap();
+}
+
+/// A capture file with one submit of `external_id`.
+pub fn submit_doc(external_id: &str) -> Vec<u8> {
+    format!(
+        r#"<interaction operation="submit" ExternalId="{external_id}"><properties><Subject>test</Subject></properties></interaction>"#
+    )
+    .into_bytes()
 }
