@@ -599,7 +599,7 @@ async fn load(
     let server_us = per_request(server_before, cpu_time(&server_pid.to_string()));
     let client_us = per_request(client_before, cpu_time("self"));
     latencies.sort_unstable();
-    let (_, failed, refused) = tally.counts();
+    let (_, failed, refused, _) = tally.counts();
     Ok(Measured {
         rate: latencies.len() as f64 / elapsed,
         p50_ms: percentile_ms(&latencies, 0.50),
@@ -652,13 +652,14 @@ struct Tally {
 }
 
 impl Tally {
-    /// ok, failed, refused.
-    fn counts(&self) -> (u64, u64, u64) {
+    /// ok, failed, refused, store-full.
+    fn counts(&self) -> (u64, u64, u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         (
             self.ok.load(Relaxed),
             self.failed.load(Relaxed),
             self.refused.load(Relaxed),
+            self.store_full.load(Relaxed),
         )
     }
 
@@ -709,11 +710,15 @@ async fn connection(
                 if status == StatusCode::OK {
                     tally.ok.fetch_add(1, Relaxed);
                     latencies.push(sent_at.elapsed().as_micros() as u64);
-                } else if status == StatusCode::SERVICE_UNAVAILABLE
-                    && String::from_utf8_lossy(&body).contains("server.max-connections")
+                    continue;
+                }
+                // Read only when it is not a success.
+                let text = String::from_utf8_lossy(&body);
+                if status == StatusCode::SERVICE_UNAVAILABLE
+                    && text.contains("server.max-connections")
                 {
                     tally.refused.fetch_add(1, Relaxed);
-                } else if String::from_utf8_lossy(&body).contains("(store.max-") {
+                } else if text.contains("(store.max-") {
                     tally.store_full.fetch_add(1, Relaxed);
                 } else {
                     let body = String::from_utf8_lossy(&body[..body.len().min(300)]);
@@ -800,8 +805,7 @@ async fn run_load(args: &BenchArgs) -> Result<()> {
         )));
     }
     fn line(tally: &Tally, start: Instant) {
-        let (ok, failed, refused) = tally.counts();
-        let store_full = tally.store_full.load(std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed, refused, store_full) = tally.counts();
         println!(
             "load elapsed={} ok={ok} failed={failed} refused={refused} store-full={store_full}",
             start.elapsed().as_secs()
@@ -827,7 +831,7 @@ async fn run_load(args: &BenchArgs) -> Result<()> {
     }
     latencies.sort_unstable();
     line(&tally, start);
-    let (ok, failed, _) = tally.counts();
+    let (ok, failed, _, _) = tally.counts();
     println!(
         "load done: {:.0} req/s answered 200, p50 {:.3} ms, p99 {:.3} ms",
         ok as f64 / start.elapsed().as_secs_f64(),
