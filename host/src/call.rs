@@ -365,7 +365,7 @@ async fn service_type(runtime: &Runtime, config: &Config, name: &str) -> Result<
         store_refused: None,
     };
     let loaded = runtime
-        .load(&bytes, &spec)
+        .load(&bytes, &std::sync::Arc::new(spec))
         .await
         .with_context(|| format!("cannot load {source}"))?;
     Ok(loaded.info.service_type)

@@ -78,7 +78,7 @@ pub struct Cluster {
     /// (0: none completed yet).
     call_micros: AtomicU64,
     component: LoadedComponent,
-    spec: InstanceSpec,
+    spec: Arc<InstanceSpec>,
     slots: Vec<Slot>,
     capacity: Semaphore,
     queue: Semaphore,
@@ -203,7 +203,7 @@ impl Cluster {
                 })
             }
         };
-        let spec = InstanceSpec {
+        let spec = Arc::new(InstanceSpec {
             cluster: Arc::from(name),
             memory_limit: (config.memory_mb << 20) as usize,
             config: Arc::new(config.config.clone()),
@@ -217,7 +217,7 @@ impl Cluster {
             }),
             log: Arc::new(metrics.log_limit(name, config.log_per_second)),
             store_refused: Some(metrics.store_refusals(name)),
-        };
+        });
         let component = runtime.load(&bytes, &spec).await?;
         if component.info.service_type != config.service {
             bail!(
@@ -868,6 +868,25 @@ mod tests {
         assert!(running.is_ok());
         assert_eq!(refused.unwrap_err().code, FaultCode::Overloaded);
         assert_eq!(cluster.snapshot().window, 1);
+    }
+
+    #[tokio::test]
+    async fn a_per_request_instance_builds_its_empty_wasi_when_first_used() {
+        // WASI is built on a store's first WASI call: a fresh instance that
+        // uses it still sees nothing granted, request after request.
+        let (_rt, cluster) = chaos_cluster("instances = 2\npolicy = \"per-request\"").await;
+        for _ in 0..3 {
+            let kv = call(&cluster, "Peek", &Kv::new()).await.unwrap();
+            assert_eq!(kv.get("Env"), Some(&crate::kv::Value::Int(0)));
+            for what in ["File", "Socket"] {
+                let Some(crate::kv::Value::Str(seen)) = kv.get(what) else {
+                    panic!("no {what} in {kv:?}");
+                };
+                assert!(seen.starts_with("denied"), "{what}: {seen}");
+            }
+            let kv = call(&cluster, "Echo", &Kv::new()).await.unwrap();
+            assert_eq!(kv.get("Calls"), Some(&crate::kv::Value::Int(1)));
+        }
     }
 
     #[tokio::test]

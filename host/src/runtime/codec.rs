@@ -222,7 +222,7 @@ struct CodecInstance {
 /// A loaded capture codec, shared by the capture points that use it.
 pub struct Codec {
     pre: bindings::CaptureCodecPre<HostState>,
-    spec: InstanceSpec,
+    spec: Arc<InstanceSpec>,
     limits: CodecLimits,
     info: CodecInfo,
     sha256: String,
@@ -286,7 +286,7 @@ impl Codec {
         };
         let mut codec = Codec {
             pre,
-            spec,
+            spec: Arc::new(spec),
             permits: Semaphore::new(limits.instances),
             limits,
             info: CodecInfo {
@@ -319,7 +319,7 @@ impl Codec {
             content_type: info.content_type,
             extension: info.extension,
         };
-        codec.spec.cluster = Arc::from(format!("codec:{}", codec.info.name));
+        Arc::make_mut(&mut codec.spec).cluster = Arc::from(format!("codec:{}", codec.info.name));
         codec.lock_idle().push(probe);
         Ok(codec)
     }

@@ -96,10 +96,9 @@ pub fn check_allow_entry(entry: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The hooks of one store: the cluster's grant.
+/// The hooks of one store: the cluster's grant (in its instance spec).
 pub struct Hooks {
-    pub grant: Arc<HttpGrant>,
-    pub cluster: Arc<str>,
+    pub spec: Arc<super::InstanceSpec>,
 }
 
 type SendResult = Result<
@@ -127,16 +126,16 @@ impl WasiHttpHooks for Hooks {
                 Some("http") => Some(80),
                 _ => None,
             });
-        if !self.grant.allows(&host, port) {
+        if !self.spec.http.allows(&host, port) {
             tracing::warn!(
-                cluster = %self.cluster,
+                cluster = %self.spec.cluster,
                 host = %host,
                 port = ?port,
                 "outbound HTTP refused: not in this cluster's http.allow"
             );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
-        let timeout = self.grant.timeout;
+        let timeout = self.spec.http.timeout;
         let options = options.unwrap_or_default();
         let options = RequestOptions {
             connect_timeout: Some(options.connect_timeout.unwrap_or(timeout).min(timeout)),

@@ -37,12 +37,16 @@ pub struct InstanceSpec {
 /// Per-store host state (Spin's and wasmtime's `HostState` shape): WASI
 /// with nothing granted, the limiter, and this cluster's grants.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built on the first WASI call: most ESP services make none, and a
+    /// per-request instance would build it for every request.
+    wasi: Option<WasiCtx>,
     http: wasmtime_wasi_http::WasiHttpCtx,
     hooks: super::http::Hooks,
     table: ResourceTable,
     limiter: MemoryLimiter,
-    spec: InstanceSpec,
+    /// Shared by every instance of the cluster (one reference count per
+    /// instance, not one per field).
+    spec: Arc<InstanceSpec>,
     instance: usize,
     deadline: Instant,
     /// The tenant of the request being handled (scopes the store).
@@ -87,7 +91,7 @@ impl ResourceLimiter for MemoryLimiter {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(empty_wasi),
             table: &mut self.table,
         }
     }
@@ -295,7 +299,7 @@ impl Instance {
     /// Instantiates a fresh store from the pre-linked component.
     pub async fn new(
         pre: &EspServicePre<HostState>,
-        spec: &InstanceSpec,
+        spec: &Arc<InstanceSpec>,
         index: usize,
     ) -> Result<Instance> {
         let mut store = new_store(pre.engine(), spec, index);
@@ -376,21 +380,13 @@ impl Instance {
 /// interrupts.
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
-    spec: &InstanceSpec,
+    spec: &Arc<InstanceSpec>,
     index: usize,
 ) -> Store<HostState> {
-    let wasi = WasiCtxBuilder::new()
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
     let state = HostState {
-        wasi,
+        wasi: None,
         http: wasmtime_wasi_http::WasiHttpCtx::new(),
-        hooks: super::http::Hooks {
-            grant: spec.http.clone(),
-            cluster: spec.cluster.clone(),
-        },
+        hooks: super::http::Hooks { spec: spec.clone() },
         table: ResourceTable::new(),
         limiter: MemoryLimiter {
             limit: spec.memory_limit,
@@ -412,6 +408,16 @@ pub(crate) fn new_store(
     });
     store.set_epoch_deadline(1);
     store
+}
+
+/// WASI with nothing granted: no sockets, name lookups, preopens,
+/// environment or arguments.
+fn empty_wasi() -> WasiCtx {
+    WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
 }
 
 /// Sets the deadline of the next call. Epoch deadlines are absolute:

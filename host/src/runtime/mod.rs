@@ -218,7 +218,7 @@ impl Runtime {
     /// Compiles (or loads from the cache) and pre-links an ESP service
     /// component, then instantiates it once to ask `describe` what it
     /// serves.
-    pub async fn load(&self, bytes: &[u8], spec: &InstanceSpec) -> Result<LoadedComponent> {
+    pub async fn load(&self, bytes: &[u8], spec: &Arc<InstanceSpec>) -> Result<LoadedComponent> {
         let (component, sha256, from_cache) = self.compile(bytes).await?;
         let pre = self.instantiate_pre(&component)?;
         let pre = bindings::EspServicePre::new(pre)
@@ -293,6 +293,7 @@ mod tests {
                 }
             }
         });
+        let spec = Arc::new(spec);
         let load = runtime.load(crate::builtin::get("fax").unwrap(), &spec);
         tokio::pin!(load);
         let mut ticks = 0;
