@@ -531,3 +531,46 @@ fn run_suggests_wasp_call_for_a_service_without_an_example() {
     );
     drop(lines);
 }
+
+#[test]
+fn bench_esp_prints_the_tax_the_floor_and_the_wrk_comparison() {
+    // Short and small: what is checked is that every phase runs and says
+    // what it measured, not the figures.
+    let out = wasp()
+        .args([
+            "bench",
+            "--seconds",
+            "1",
+            "--rounds",
+            "1",
+            "--connections",
+            "4",
+            "--wrk",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "tax at peak (server CPU per request over native): pooled ",
+        "server CPU per request at one rate for all three",
+        "tax at that rate: pooled ",
+        "the floor wasmtime sets, per request: pooled ≥ ",
+        "user-space tax: pooled ",
+        "ratio b/a (pooled / native)",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
+    }
+    // With wrk on PATH its table; without, why it was not run.
+    assert!(
+        stdout.contains("wrk -t1 -c32 (1 s, median of 1 interleaved rounds):")
+            && stdout.contains("of native (target ≥ 0.95)")
+            || stdout
+                .contains("wrk comparison not run: run wrk (install it with: apt-get install wrk)"),
+        "{stdout}"
+    );
+}

@@ -188,7 +188,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BODY.len()
     );
     let instantiate = instantiate_cost().await?;
-    let in_process = in_process_cost(args.pooled_instances).await?;
+    let in_process = in_process_cost(args.pooled_instances, args.seconds).await?;
     let router = in_process_router(&args).await?;
 
     let server_pid = child.id().context("the bench server process id")?;
@@ -551,24 +551,32 @@ async fn instantiate_cost() -> Result<InstanceCost> {
         user_data: bindings::KvListParam { lists: &[] },
     };
     let mut warm = Instance::new(&loaded.pre, &spec, 0).await?;
-    let start = Instant::now();
-    for _ in 0..20_000 {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let _ = warm.handle(&wit, deadline).await;
+    // Five rounds of each, the first a warm-up, the median of the others
+    // reported: the first thousands of calls run with cold caches.
+    let (mut warm_calls, mut fresh_calls) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let calls = 10_000u32;
+        let start = Instant::now();
+        for _ in 0..calls {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            let _ = warm.handle(&wit, deadline).await;
+        }
+        warm_calls.push(start.elapsed().as_secs_f64() * 1e6 / f64::from(calls));
+        let rounds = 2_000u32;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let mut instance = Instance::new(&loaded.pre, &spec, 0).await?;
+            let deadline = Instant::now() + Duration::from_secs(1);
+            instance
+                .handle(&wit, deadline)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .map_err(|f| anyhow::anyhow!("{}", f.message))?;
+        }
+        fresh_calls.push(start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds));
     }
-    let warm_call = start.elapsed().as_secs_f64() * 1e6 / 20_000.0;
-    let rounds = 2_000u32;
-    let start = Instant::now();
-    for _ in 0..rounds {
-        let mut instance = Instance::new(&loaded.pre, &spec, 0).await?;
-        let deadline = Instant::now() + Duration::from_secs(1);
-        instance
-            .handle(&wit, deadline)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .map_err(|f| anyhow::anyhow!("{}", f.message))?;
-    }
-    let fresh = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    let warm_call = median_of(&warm_calls[1..]).unwrap_or(0.0);
+    let fresh = median_of(&fresh_calls[1..]).unwrap_or(0.0);
     Ok(InstanceCost { warm_call, fresh })
 }
 
@@ -582,10 +590,11 @@ struct InstanceCost {
 
 /// Per-request CPU in this process, without HTTP: the native work alone,
 /// and the same with dispatch to a pooled echo cluster.
-async fn in_process_cost(instances: usize) -> Result<(f64, f64)> {
+async fn in_process_cost(instances: usize, seconds: u64) -> Result<(f64, f64)> {
     let host = Host::start(echo_config("pooled", instances)?).await?;
     let generation = host.current();
-    let rounds = 50_000u32;
+    // About a second of work per 10 000 on this kind of machine.
+    let rounds = 10_000 * seconds.clamp(1, 10) as u32;
     let start = Instant::now();
     for _ in 0..rounds {
         let req = esp::parse(BODY.as_bytes()).map_err(|r| anyhow::anyhow!("{}", r.fault))?;
@@ -762,7 +771,7 @@ async fn in_process_router(args: &BenchArgs) -> Result<[f64; 3]> {
         Host::start(echo_config("per-request", args.per_request_instances)?).await?,
     ));
     let routers = [native, pooled, per_request];
-    let requests = 20_000u32;
+    let requests = 4_000 * args.seconds.clamp(1, 10) as u32;
     let mut rounds: [Vec<f64>; 3] = Default::default();
     for _ in 0..5 {
         for (router, runs) in routers.iter().zip(&mut rounds) {
