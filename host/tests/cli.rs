@@ -19,6 +19,18 @@ fn wasp() -> Command {
     command
 }
 
+/// The stdout of a run that must have succeeded; else its stdout and
+/// stderr are the failure's message.
+fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn demo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo.toml")
 }
@@ -32,12 +44,7 @@ fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
 #[test]
 fn check_accepts_the_demo() {
     let out = wasp().arg("check").arg(demo()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("cluster fax: service Fax"), "{stdout}");
     assert!(stdout.contains("cluster im: service IM"), "{stdout}");
     assert!(stdout.contains("OK"), "{stdout}");
@@ -54,12 +61,7 @@ fn check_builds_capture_points_without_touching_their_folders() {
         .arg(demo())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("capture point orders: file adapter, codec genesys-xml"),
         "{stdout}"
@@ -220,12 +222,7 @@ fn check_opens_no_store_file_so_a_running_host_keeps_its_own() {
     let running = wasp::store::ClusterStore::file(&held, wasp::store::Limits::entries(10)).unwrap();
     running.set(101, "fax/1", b"Queued", None).unwrap();
     let out = wasp().arg("check").arg(&path).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains(&format!("store: {} not opened", held.display())),
         "{stdout}"
@@ -261,12 +258,7 @@ fn check_does_not_connect_to_a_redis_store() {
         ),
     );
     let out = wasp().arg("check").arg(&path).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("store: Redis, keys under 'wasp:fax:', not connected"),
         "{stdout}"
@@ -549,12 +541,7 @@ fn bench_esp_prints_the_tax_the_floor_and_the_wrk_comparison() {
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     for line in [
         "tax at peak (server CPU per request over native): pooled ",
         "server CPU per request at one rate for all three",
