@@ -132,6 +132,36 @@ pub fn first_example(
         .map(|(_, m, p)| (*m, *p))
 }
 
+/// The example parameters (JSON) of `method` for a cluster: its config's
+/// `[clusters.<name>.examples]` (`declared`), else the bundled service's.
+pub fn example_of(
+    declared: Option<&crate::config::ClusterConfig>,
+    service: &str,
+    method: &str,
+) -> Option<String> {
+    declared
+        .and_then(|c| c.example(method)?.ok())
+        .or_else(|| example(service, method).map(str::to_string))
+}
+
+/// The first method a cluster serves that has example parameters, with
+/// them: those its config declares (`declared`) first, else the bundled
+/// service's ([`first_example`]).
+pub fn first_example_of(
+    declared: Option<&crate::config::ClusterConfig>,
+    service: &str,
+    methods: &std::collections::HashSet<String>,
+) -> Option<(String, String)> {
+    declared
+        .and_then(|c| {
+            c.examples
+                .keys()
+                .filter(|m| methods.contains(*m))
+                .find_map(|m| Some((m.clone(), c.example(m)?.ok()?)))
+        })
+        .or_else(|| first_example(service, methods).map(|(m, p)| (m.to_string(), p.to_string())))
+}
+
 /// What is called: a component with a cluster made up for it, or a
 /// cluster of a config file.
 enum Target {
@@ -464,15 +494,11 @@ fn call_line(
     if let Some(t) = &args.tenant {
         line.push_str(&format!(" --tenant {t}"));
     }
-    // The config's example for the method, else the bundled service's.
     let declared = match target {
-        Target::Cluster { cluster, .. } => config
-            .clusters
-            .get(cluster)
-            .and_then(|c| c.example(method)?.ok()),
+        Target::Cluster { cluster, .. } => config.clusters.get(cluster),
         Target::Component { .. } => None,
     };
-    if let Some(params) = declared.as_deref().or_else(|| example(service, method)) {
+    if let Some(params) = example_of(declared, service, method) {
         line.push_str(&format!(" --param-json '{params}'"));
     }
     line

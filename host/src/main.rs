@@ -404,29 +404,21 @@ fn embedded_sim(
 /// suggest one that is expensive.
 fn try_line(host: &Host, addr: SocketAddr) -> Option<String> {
     let generation = host.current();
-    // The config's examples of a method the cluster serves first, else
-    // the bundled service's.
-    let example = |c: &wasp::cluster::Cluster| -> Option<(String, String)> {
-        let declared = generation.config.clusters.get(&*c.name).and_then(|cc| {
-            cc.examples
-                .keys()
-                .find(|m| c.methods.contains(*m))
-                .and_then(|m| {
-                    let params = cc.example(m)?.ok()?;
-                    Some((m.clone(), params))
-                })
-        });
-        declared.or_else(|| {
-            wasp::call::first_example(&c.service, &c.methods)
-                .map(|(m, p)| (m.to_string(), p.to_string()))
-        })
-    };
-    let cluster = generation
+    // The fax cluster first, else the first cluster with an example.
+    let fax = generation
         .clusters
         .get("fax")
-        .filter(|c| c.service == "Fax" && example(c).is_some())
-        .or_else(|| generation.clusters.values().find(|c| example(c).is_some()))?;
-    let (method, params) = example(cluster)?;
+        .filter(|c| c.service == "Fax");
+    let (cluster, (method, params)) = fax
+        .into_iter()
+        .chain(generation.clusters.values())
+        .find_map(|c| {
+            let declared = generation.config.clusters.get(&*c.name);
+            Some((
+                c,
+                wasp::call::first_example_of(declared, &c.service, &c.methods)?,
+            ))
+        })?;
     let tenant = cluster.tenants.first()?.id;
     let auth = if generation.config.tokens.is_empty() {
         String::new()
