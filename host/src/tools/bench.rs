@@ -276,15 +276,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             us(peak.client_us)
         );
     }
-    if let (Some(a), Some(b), Some(c)) = (
-        rows[0].1.server_us,
-        rows[1].1.server_us,
-        rows[2].1.server_us,
-    ) {
-        println!(
-            "  tax at peak (server CPU per request over native): pooled {:.1} µs (target ≤ {POOLED_TAX_TARGET} µs), per-request {:.1} µs (target ≤ {PER_REQUEST_TAX_TARGET} µs)",
-            b - a,
-            c - a
+    let peak_cpu = [0, 1, 2].map(|i| rows[i].1.server_us);
+    if let [Some(a), Some(b), Some(c)] = peak_cpu {
+        print_tax(
+            "  tax at peak (server CPU per request over native)",
+            a,
+            b,
+            c,
         );
     }
     // At peak the slower server also pays for being preempted by the load
@@ -315,11 +313,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         println!("  {name:<20} {:>9}", us(*cpu));
     }
     if let [Some(a), Some(b), Some(c)] = equal[..] {
-        println!(
-            "  tax at that rate: pooled {:.1} µs (target ≤ {POOLED_TAX_TARGET} µs), per-request {:.1} µs (target ≤ {PER_REQUEST_TAX_TARGET} µs)",
-            b - a,
-            c - a
-        );
+        print_tax("  tax at that rate", a, b, c);
     }
     if args.wrk {
         println!();
@@ -362,11 +356,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // The generator shares the cores, so the rate ratios above are not the
     // servers' cost ratios; these are what a generator on another machine
     // would see from a server bound by its CPU.
-    if let (Some(a), Some(b), Some(c)) = (
-        rows[0].1.server_us,
-        rows[1].1.server_us,
-        rows[2].1.server_us,
-    ) {
+    if let [Some(a), Some(b), Some(c)] = peak_cpu {
         println!(
             "server CPU per request, native / wasm: a/b = {:.2}, a/c = {:.2}",
             a / b,
@@ -374,11 +364,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         );
     }
     println!(
-        "in process: call into a warm instance {:.1} µs; per-request instantiate + call + drop {:.1} µs",
-        instantiate.warm_call, instantiate.fresh
-    );
-    println!(
-        "  the floor wasmtime sets, per request: pooled ≥ {:.1} µs (a call), per-request ≥ {:.1} µs (instantiate + call + drop)",
+        "in process, the floor wasmtime sets, per request: pooled ≥ {:.1} µs (a call into a warm instance), per-request ≥ {:.1} µs (instantiate + call + drop)",
         instantiate.warm_call, instantiate.fresh
     );
     println!(
@@ -626,6 +612,16 @@ async fn in_process_cost(instances: usize, seconds: u64) -> Result<(f64, f64)> {
 const POOLED_TAX_TARGET: f64 = 3.0;
 const PER_REQUEST_TAX_TARGET: f64 = 10.0;
 
+/// One tax line: what (b) and (c) cost per request over (a), in µs, with
+/// the targets.
+fn print_tax(label: &str, a: f64, b: f64, c: f64) {
+    println!(
+        "{label}: pooled {:.1} µs (target ≤ {POOLED_TAX_TARGET} µs), per-request {:.1} µs (target ≤ {PER_REQUEST_TAX_TARGET} µs)",
+        b - a,
+        c - a
+    );
+}
+
 /// The median of `values`, `None` when empty.
 fn median_of(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
@@ -831,20 +827,8 @@ async fn load(
     let start = Instant::now();
     let stop = start + duration;
     let tally = Arc::new(Tally::default());
-    let mut tasks = Vec::new();
-    for i in 0..connections {
-        let pacer = Pacer::new(start, stop, rate, connections, i);
-        tasks.push(tokio::spawn(connection(
-            addr,
-            calls.clone(),
-            pacer,
-            tally.clone(),
-        )));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await?);
-    }
+    let tasks = spawn_connections(addr, &calls, connections, (start, stop), rate, &tally);
+    let mut latencies = joined(tasks).await?;
     let elapsed = start.elapsed().as_secs_f64();
     let answered = latencies.len().max(1) as f64;
     let per_request = |before: Option<Duration>, after: Option<Duration>| {
@@ -925,6 +909,33 @@ impl Tally {
             samples.push(what);
         }
     }
+}
+
+/// `connections` connection loops from `start` to `stop`, as fast as
+/// they go or at `rate` requests per second in all.
+fn spawn_connections(
+    addr: SocketAddr,
+    calls: &Arc<[Call]>,
+    connections: usize,
+    (start, stop): (Instant, Instant),
+    rate: Option<f64>,
+    tally: &Arc<Tally>,
+) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+    (0..connections)
+        .map(|i| {
+            let pacer = Pacer::new(start, stop, rate, connections, i);
+            tokio::spawn(connection(addr, calls.clone(), pacer, tally.clone()))
+        })
+        .collect()
+}
+
+/// The latencies of every connection loop, once all have ended.
+async fn joined(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>) -> Result<Vec<u64>> {
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await?);
+    }
+    Ok(latencies)
 }
 
 /// One connection's loop, the calls in turn; latencies in microseconds
@@ -1048,16 +1059,7 @@ async fn run_load(args: &BenchArgs) -> Result<()> {
     let tally = Arc::new(Tally::default());
     let calls: Arc<[Call]> = calls.into();
     let connections = args.connections.max(1);
-    let mut tasks = Vec::new();
-    for i in 0..connections {
-        let pacer = Pacer::new(start, stop, args.rate, connections, i);
-        tasks.push(tokio::spawn(connection(
-            addr,
-            calls.clone(),
-            pacer,
-            tally.clone(),
-        )));
-    }
+    let tasks = spawn_connections(addr, &calls, connections, (start, stop), args.rate, &tally);
     fn line(tally: &Tally, start: Instant) {
         let (ok, failed, refused, store_full) = tally.counts();
         println!(
@@ -1076,10 +1078,7 @@ async fn run_load(args: &BenchArgs) -> Result<()> {
             }
         })
     });
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await?);
-    }
+    let mut latencies = joined(tasks).await?;
     if let Some(reporter) = reporter {
         reporter.abort();
     }
