@@ -188,8 +188,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BODY.len()
     );
     let instantiate = instantiate_cost().await?;
-    let in_process = in_process_cost(args.pooled_instances, args.seconds).await?;
-    let router = in_process_router(&args).await?;
+    // One pooled echo gateway in this process for both in-process figures.
+    let echo_host = Arc::new(Host::start(echo_config("pooled", args.pooled_instances)?).await?);
+    let in_process = in_process_cost(&echo_host, args.seconds).await?;
+    let router = in_process_router(&args, echo_host).await?;
 
     let server_pid = child.id().context("the bench server process id")?;
     let at = |port: u16| Target {
@@ -575,9 +577,8 @@ struct InstanceCost {
 }
 
 /// Per-request CPU in this process, without HTTP: the native work alone,
-/// and the same with dispatch to a pooled echo cluster.
-async fn in_process_cost(instances: usize, seconds: u64) -> Result<(f64, f64)> {
-    let host = Host::start(echo_config("pooled", instances)?).await?;
+/// and the same with dispatch to `host`'s pooled echo cluster.
+async fn in_process_cost(host: &Host, seconds: u64) -> Result<(f64, f64)> {
     let generation = host.current();
     // About a second of work per 10 000 on this kind of machine.
     let rounds = 10_000 * seconds.clamp(1, 10) as u32;
@@ -756,13 +757,11 @@ fn wrk_duration_ms(v: &str) -> Option<f64> {
 /// target's router, without sockets (µs; median of interleaved rounds):
 /// native, pooled, per-request. What the wasp targets add here is their
 /// user-space tax: the layers, the dispatch and the Wasm call, without the
-/// kernel's and the scheduler's share.
-async fn in_process_router(args: &BenchArgs) -> Result<[f64; 3]> {
+/// kernel's and the scheduler's share. `pooled` is the pooled echo gateway.
+async fn in_process_router(args: &BenchArgs, pooled: Arc<Host>) -> Result<[f64; 3]> {
     use tower_service::Service;
     let native = axum::Router::new().route("/v1/esp/{cluster}", axum::routing::post(native_echo));
-    let pooled = crate::app(Arc::new(
-        Host::start(echo_config("pooled", args.pooled_instances)?).await?,
-    ));
+    let pooled = crate::app(pooled);
     let per_request = crate::app(Arc::new(
         Host::start(echo_config("per-request", args.per_request_instances)?).await?,
     ));
