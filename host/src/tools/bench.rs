@@ -9,8 +9,10 @@
 //!
 //! For each: peak req/s with p50/p99 (closed loop; `--rounds` interleaved
 //! rounds a b c, a b c ..., the median reported), then p50/p99 at half of
-//! that peak (open loop, latency counted from the scheduled send time so a
-//! stall is not hidden). Ratios b/a and c/a, and the in-process cost of
+//! that peak (open loop, evenly spaced, latency counted from the time a
+//! request was due so a stall is not hidden: see `pace`), beside the
+//! machine's own floor under p99 (how late a sleeping thread runs) and the
+//! cores both processes kept busy at that rate. Ratios b/a and c/a, and the in-process cost of
 //! instantiate + call + drop for (c), are printed at the end, with the CPU
 //! time per request of the server process and of the load generator (the
 //! two share the machine's cores, so a rate ratio is not a cost ratio).
@@ -31,7 +33,8 @@ use crate::config::Config;
 use crate::esp::{self, ResponseBody};
 use crate::runtime::bindings;
 use crate::runtime::{ComponentCache, Instance, InstanceSpec, PoolSize, Runtime};
-use crate::tools::node_sim::{Pacer, percentile_ms};
+use crate::tools::node_sim::percentile_ms;
+use crate::tools::pace::Sends;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -187,6 +190,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         args.seconds,
         BODY.len()
     );
+    // While the machine is idle, before any load.
+    let seconds = Duration::from_secs(args.seconds.clamp(1, 5));
+    let stalls = tokio::task::spawn_blocking(move || stalls(seconds)).await?;
     let instantiate = instantiate_cost().await?;
     // One pooled echo gateway in this process for both in-process figures.
     let echo_host = Arc::new(Host::start(echo_config("pooled", args.pooled_instances)?).await?);
@@ -265,6 +271,27 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             half.p99_ms,
             peak.errors + half.errors
         );
+    }
+    stalls.print();
+    // At half of a closed loop's peak, an open loop is not half the
+    // work: requests no longer arrive in batches, so each pays its own
+    // wake-ups, on both sides of the socket.
+    let cores = |m: &Measured| {
+        let busy = |us: Option<f64>| {
+            us.map_or_else(|| "n/a".into(), |us| format!("{:.2}", us * m.rate / 1e6))
+        };
+        format!(
+            "server {} + load generator {}",
+            busy(m.server_us),
+            busy(m.client_us)
+        )
+    };
+    println!(
+        "cores busy at half rate, of {}:",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for (name, _, half, _) in &rows {
+        println!("  {name:<20} {}", cores(half));
     }
     println!();
     println!(
@@ -847,6 +874,71 @@ async fn load(
     })
 }
 
+/// How long a moment picked at random waits for a sleeping thread of
+/// this machine to run again. No request is answered sooner than its
+/// server and its client each wake up, so this is the machine's own
+/// floor under the p99 figures.
+#[derive(Debug, Clone, Copy)]
+struct Stalls {
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Share of moments that wait more than 1 ms, in percent.
+    over_1ms: f64,
+    seconds: f64,
+}
+
+/// A thread sleeping 0.1 ms at a time for `duration`, its wake-ups timed.
+fn stalls(duration: Duration) -> Stalls {
+    let start = Instant::now();
+    let mut last = start;
+    let mut gaps = Vec::with_capacity(1 << 16);
+    while last - start < duration {
+        std::thread::sleep(Duration::from_micros(100));
+        let now = Instant::now();
+        gaps.push((now - last).as_secs_f64());
+        last = now;
+    }
+    let total: f64 = gaps.iter().sum();
+    Stalls {
+        p50_ms: wait_quantile(&gaps, 0.50) * 1e3,
+        p99_ms: wait_quantile(&gaps, 0.99) * 1e3,
+        over_1ms: 100.0 * waits_over(&gaps, 1e-3) / total.max(f64::MIN_POSITIVE),
+        seconds: total,
+    }
+}
+
+impl Stalls {
+    fn print(&self) {
+        println!(
+            "this machine's floor under p99: a thread sleeping 0.1 ms at a time (idle machine, {:.0} s) runs again after p50 {:.3} ms, p99 {:.3} ms from a moment picked at random ({:.2}% of moments wait over 1 ms); each request waits for at least one such wake-up",
+            self.seconds, self.p50_ms, self.p99_ms, self.over_1ms
+        );
+    }
+}
+
+/// Total time, over `gaps` between a thread's wake-ups (seconds), from
+/// which the next wake-up is more than `x` away: `Σ max(0, gap - x)`.
+fn waits_over(gaps: &[f64], x: f64) -> f64 {
+    gaps.iter().map(|g| (g - x).max(0.0)).sum()
+}
+
+/// The `q` quantile of the wait from a moment picked at random to the
+/// thread's next wake-up, given the gaps between its wake-ups.
+fn wait_quantile(gaps: &[f64], q: f64) -> f64 {
+    let total: f64 = gaps.iter().sum();
+    let (mut lo, mut hi) = (0.0, gaps.iter().copied().fold(0.0, f64::max));
+    // The share waiting over x falls as x grows: bisect to 1 - q.
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if waits_over(gaps, mid) > (1.0 - q) * total {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
 /// A server to load: its address and the process serving it.
 #[derive(Debug, Clone, Copy)]
 struct Target {
@@ -920,10 +1012,15 @@ fn spawn_connections(
     rate: Option<f64>,
     tally: &Arc<Tally>,
 ) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+    let sends = Sends::new(start, stop, rate, connections);
     (0..connections)
-        .map(|i| {
-            let pacer = Pacer::new(start, stop, rate, connections, i);
-            tokio::spawn(connection(addr, calls.clone(), pacer, tally.clone()))
+        .map(|_| {
+            tokio::spawn(connection(
+                addr,
+                calls.clone(),
+                sends.clone(),
+                tally.clone(),
+            ))
         })
         .collect()
 }
@@ -943,14 +1040,14 @@ async fn joined(tasks: Vec<tokio::task::JoinHandle<Vec<u64>>>) -> Result<Vec<u64
 async fn connection(
     addr: SocketAddr,
     calls: Arc<[Call]>,
-    mut pacer: Pacer,
+    sends: Sends,
     tally: Arc<Tally>,
 ) -> Vec<u64> {
     use std::sync::atomic::Ordering::Relaxed;
     let mut latencies = Vec::with_capacity(1 << 16);
     let mut sender = None;
     let mut n = 0usize;
-    while let Some(sent_at) = pacer.next().await {
+    while let Some(sent_at) = sends.next().await {
         let call = &calls[n % calls.len()];
         n += 1;
         if sender.is_none() {
@@ -1215,5 +1312,39 @@ Transfer/sec:     24.09MB
         let err = parse_wrk(&failed).unwrap_err().to_string();
         assert!(err.contains("Non-2xx"), "{err}");
         assert!(parse_wrk("wrk: nothing").is_err());
+    }
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_waking_on_time_is_waited_for_in_proportion() {
+        // Wake-ups every 0.1 ms: a random moment waits uniformly 0..0.1 ms.
+        let gaps = vec![1e-4; 1000];
+        assert!((wait_quantile(&gaps, 0.5) - 0.5e-4).abs() < 1e-9);
+        assert!((wait_quantile(&gaps, 0.99) - 0.99e-4).abs() < 1e-9);
+        assert_eq!(waits_over(&gaps, 1e-3), 0.0);
+    }
+
+    #[test]
+    fn one_long_stall_sets_the_tail_by_the_time_it_covers() {
+        // 99 gaps of 0.1 ms and one of 10 ms: 19.9 ms in all, of which
+        // 9 ms are more than 1 ms from the next wake-up (45%), and the
+        // p99 moment is 9.801 ms from it ((10 - x) / 19.9 = 1%).
+        let mut gaps = vec![1e-4; 99];
+        gaps.push(1e-2);
+        let total: f64 = gaps.iter().sum();
+        assert!((waits_over(&gaps, 1e-3) / total - 9.0 / 19.9).abs() < 1e-9);
+        assert!((wait_quantile(&gaps, 0.99) - 9.801e-3).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_probe_times_real_wake_ups() {
+        let s = stalls(Duration::from_millis(50));
+        assert!(s.seconds >= 0.05, "{s:?}");
+        assert!(s.p50_ms > 0.0 && s.p50_ms <= s.p99_ms, "{s:?}");
+        assert!((0.0..=100.0).contains(&s.over_1ms), "{s:?}");
     }
 }

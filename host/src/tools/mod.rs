@@ -19,3 +19,4 @@ pub mod bench_kafka;
 pub mod demo;
 pub mod kafka_cli;
 pub mod node_sim;
+pub mod pace;

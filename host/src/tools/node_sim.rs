@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::kv::{Kv, Value};
 use crate::node::frames::{HostFrame, NodeFrame, OpFrame, frame_type};
+use crate::tools::pace::Sends;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
@@ -173,47 +174,6 @@ pub struct LoadReport {
     pub p99_ms: f64,
     /// Every answered request's latency, in microseconds, sorted.
     pub latencies_us: Vec<u64>,
-}
-
-/// Paces one of `workers` request loops sharing a total `rate` (requests
-/// per second; `None`: as fast as answers come) until `stop`. The
-/// workers' schedules are spread so they do not fire together.
-#[derive(Debug, Clone)]
-pub struct Pacer {
-    interval: Option<Duration>,
-    next: Instant,
-    stop: Instant,
-}
-
-impl Pacer {
-    pub fn new(
-        start: Instant,
-        stop: Instant,
-        rate: Option<f64>,
-        workers: usize,
-        worker: usize,
-    ) -> Pacer {
-        let workers = workers.max(1);
-        let interval = rate.map(|r| Duration::from_secs_f64(workers as f64 / r.max(1.0)));
-        let offset = interval.map(|iv| iv.mul_f64(worker as f64 / workers as f64));
-        Pacer {
-            interval,
-            next: start + offset.unwrap_or_default(),
-            stop,
-        }
-    }
-
-    /// Waits for the next send; returns its time, or `None` at `stop`.
-    /// Latency counts from the actual send: tokio timers have millisecond
-    /// resolution, and their lag would dominate sub-millisecond figures.
-    pub async fn next(&mut self) -> Option<Instant> {
-        if let Some(iv) = self.interval {
-            tokio::time::sleep_until(self.next.into()).await;
-            self.next += iv;
-        }
-        let now = Instant::now();
-        (now < self.stop).then_some(now)
-    }
 }
 
 /// The `p` quantile (0..1) of sorted microsecond latencies, in ms.
@@ -714,8 +674,10 @@ async fn load_run(
     let start = Instant::now();
     let stop = start + Duration::from_secs(args.duration);
     let rate = (args.rate > 0).then_some(args.rate as f64);
+    let sends = Sends::new(start, stop, rate, args.concurrency.max(1));
     let mut workers = Vec::new();
-    for w in 0..args.concurrency.max(1) {
+    for _ in 0..args.concurrency.max(1) {
+        let sends = sends.clone();
         let (out, waiters, cluster, params) = (
             out.clone(),
             waiters.clone(),
@@ -723,12 +685,11 @@ async fn load_run(
             params.clone(),
         );
         let (service, method) = (args.load_service.clone(), args.load_method.clone());
-        let mut pacer = Pacer::new(start, stop, rate, args.concurrency, w);
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut faults: HashMap<u64, u64> = HashMap::new();
             let mut sent = 0u64;
-            while let Some(sent_at) = pacer.next().await {
+            while let Some(sent_at) = sends.next().await {
                 let reference = REFERENCE.fetch_add(1, Ordering::Relaxed);
                 let (tx, rx) = oneshot::channel();
                 lock(&waiters).insert(reference, tx);
