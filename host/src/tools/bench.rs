@@ -12,10 +12,11 @@
 //! that peak (open loop, evenly spaced, latency counted from the time a
 //! request was due so a stall is not hidden: see `pace`), beside the
 //! machine's own floor under p99 (how late a sleeping thread runs) and the
-//! cores both processes kept busy at that rate. Ratios b/a and c/a, and the in-process cost of
-//! instantiate + call + drop for (c), are printed at the end, with the CPU
-//! time per request of the server process and of the load generator (the
-//! two share the machine's cores, so a rate ratio is not a cost ratio).
+//! cores both processes kept busy at that rate. Ratios b/a and c/a, and
+//! the in-process cost of instantiate + call + drop for (c), are printed
+//! at the end, with the CPU time per request of the server process and of
+//! the load generator (the two share the machine's cores, so a rate ratio
+//! is not a cost ratio).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
