@@ -61,14 +61,44 @@ const USAGE: TableDefinition<u64, (u64, u64)> = TableDefinition::new("usage");
 /// The row of `USAGE` that counts the whole cluster.
 const TOTAL: u64 = u64::MAX;
 
+/// A bound of a cluster's store, named by its setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Entries,
+    EntriesPerTenant,
+    Bytes,
+    BytesPerTenant,
+}
+
+impl Bound {
+    /// Every bound, in the order of their discriminants.
+    pub const ALL: [Bound; 4] = [
+        Bound::Entries,
+        Bound::EntriesPerTenant,
+        Bound::Bytes,
+        Bound::BytesPerTenant,
+    ];
+
+    /// The setting that sets it, as a refused write names it.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Bound::Entries => "store.max-entries",
+            Bound::EntriesPerTenant => "store.max-entries-per-tenant",
+            Bound::Bytes => "store.max-bytes",
+            Bound::BytesPerTenant => "store.max-bytes-per-tenant",
+        }
+    }
+}
+
 /// Why a store call failed. The component sees [`Error`]'s text, which
 /// always starts with `store: `; a bound that was hit starts with
-/// `store: full:` and names the setting.
+/// `store: full:` and ends with the setting in brackets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A bound of the cluster's store was reached.
-    #[error("store: full: {0}")]
-    Full(String),
+    /// A bound of the cluster's store was reached: which, and what the
+    /// store holds against it.
+    #[error("store: full: {message} ({})", .bound.setting())]
+    Full { bound: Bound, message: String },
     /// A bad key, value, TTL or operation.
     #[error("store: {0}")]
     Invalid(String),
@@ -310,7 +340,7 @@ impl Writer<'_> {
 
     /// Why writing `new` bytes in place of `old` (`None`: a new key) would
     /// break a bound, if it would.
-    fn over(&mut self, tenant: u32, old: Option<u64>, new: u64) -> Result<Option<String>, Error> {
+    fn over(&mut self, tenant: u32, old: Option<u64>, new: u64) -> Result<Option<Error>, Error> {
         let l = self.limits;
         let t = self.tx.usage(Some(tenant))?;
         let c = self.tx.usage(None)?;
@@ -354,10 +384,10 @@ impl Writer<'_> {
         if let Some(full) = self.over(tenant, old_cost, new_cost)? {
             // Expired entries count until reclaimed: reclaim more, look again.
             if self.sweep(SWEEP_WHEN_FULL)? == 0 {
-                return Err(Error::Full(full));
+                return Err(full);
             }
             if let Some(full) = self.over(tenant, old_cost, new_cost)? {
-                return Err(Error::Full(full));
+                return Err(full);
             }
         }
         self.tx
@@ -369,26 +399,36 @@ impl Writer<'_> {
 // What a write over each bound says; shared with the Redis store, so the
 // plugin reads the same words whichever backend the cluster uses.
 
-fn full_entries_per_tenant(tenant: u32, entries: u64) -> String {
-    format!("tenant {tenant} has {entries} keys, its limit (store.max-entries-per-tenant)")
+fn full_entries_per_tenant(tenant: u32, entries: u64) -> Error {
+    Error::Full {
+        bound: Bound::EntriesPerTenant,
+        message: format!("tenant {tenant} has {entries} keys, its limit"),
+    }
 }
 
-fn full_entries(entries: u64) -> String {
-    format!("the cluster's store has {entries} keys, its limit (store.max-entries)")
+fn full_entries(entries: u64) -> Error {
+    Error::Full {
+        bound: Bound::Entries,
+        message: format!("the cluster's store has {entries} keys, its limit"),
+    }
 }
 
-fn full_bytes_per_tenant(tenant: u32, bytes: u64, limit: u64, grow: u64) -> String {
-    format!(
-        "tenant {tenant} uses {bytes} of its {limit} bytes and this write needs {grow} more \
-         (store.max-bytes-per-tenant)"
-    )
+fn full_bytes_per_tenant(tenant: u32, bytes: u64, limit: u64, grow: u64) -> Error {
+    Error::Full {
+        bound: Bound::BytesPerTenant,
+        message: format!(
+            "tenant {tenant} uses {bytes} of its {limit} bytes and this write needs {grow} more"
+        ),
+    }
 }
 
-fn full_bytes(bytes: u64, limit: u64, grow: u64) -> String {
-    format!(
-        "the cluster's store uses {bytes} of its {limit} bytes and this write needs {grow} more \
-         (store.max-bytes)"
-    )
+fn full_bytes(bytes: u64, limit: u64, grow: u64) -> Error {
+    Error::Full {
+        bound: Bound::Bytes,
+        message: format!(
+            "the cluster's store uses {bytes} of its {limit} bytes and this write needs {grow} more"
+        ),
+    }
 }
 
 /// The memory backend.
@@ -980,6 +1020,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_bound_sits_at_its_own_index_and_names_its_setting() {
+        for (i, bound) in Bound::ALL.into_iter().enumerate() {
+            assert_eq!(bound as usize, i);
+            let full = Error::Full {
+                bound,
+                message: "x".into(),
+            };
+            assert_eq!(
+                full.to_string(),
+                format!("store: full: x ({})", bound.setting())
+            );
+        }
+    }
+
     fn exercise(store: &ClusterStore) {
         store.set(101, "fax/1", b"Queued", None).unwrap();
         store.set(101, "fax/2", b"Sent", None).unwrap();
@@ -1001,7 +1056,13 @@ mod tests {
         store.set(101, "fax/3", b"x", None).unwrap();
         let full = store.set(101, "fax/4", b"x", None).unwrap_err();
         assert!(
-            matches!(&full, Error::Full(m) if m.contains("store.max-entries")),
+            matches!(
+                &full,
+                Error::Full {
+                    bound: Bound::Entries,
+                    ..
+                }
+            ),
             "{full}"
         );
         assert!(full.to_string().starts_with("store: full: "), "{full}");

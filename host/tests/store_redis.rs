@@ -15,7 +15,7 @@ use common::*;
 use redis_server::RedisServer;
 use serde_json::json;
 use wasp::store::redis_backend::RedisStore;
-use wasp::store::{ClusterStore, Error, Limits, MAX_LIST, MAX_VALUE, SWEEP, Usage};
+use wasp::store::{Bound, ClusterStore, Error, Limits, MAX_LIST, MAX_VALUE, SWEEP, Usage};
 
 /// A deadline far enough away never to be the bound.
 fn later() -> Instant {
@@ -74,7 +74,13 @@ async fn scopes_by_tenant_and_is_bounded_like_the_embedded_store() {
     store.set(101, "fax/3", b"x", None, t).await.unwrap();
     let full = store.set(101, "fax/4", b"x", None, t).await.unwrap_err();
     assert!(
-        matches!(&full, Error::Full(m) if m.contains("store.max-entries")),
+        matches!(
+            &full,
+            Error::Full {
+                bound: Bound::Entries,
+                ..
+            }
+        ),
         "{full}"
     );
     assert!(full.to_string().starts_with("store: full: "), "{full}");

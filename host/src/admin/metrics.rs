@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::fault::Fault;
+use crate::store::Bound;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
@@ -36,33 +37,18 @@ pub struct StoreLabels {
     pub reason: &'static str,
 }
 
-/// The bounds of a cluster's store, as `reason` labels: each is the
-/// setting a refused write names in its error.
-pub const STORE_BOUNDS: [&str; 4] = [
-    "store.max-entries",
-    "store.max-entries-per-tenant",
-    "store.max-bytes",
-    "store.max-bytes-per-tenant",
-];
-
 /// The writes each bound of one cluster's store refused, resolved once.
 #[derive(Debug, Clone)]
 pub struct StoreRefusals {
-    counters: [Counter; STORE_BOUNDS.len()],
+    counters: [Counter; Bound::ALL.len()],
 }
 
 impl StoreRefusals {
-    /// Counts `err` when it is a write refused by a bound (`store: full:
-    /// ... (store.<bound>)`); any other error is not counted.
+    /// Counts `err` when it is a write refused by a bound; any other
+    /// error is not counted.
     pub fn count(&self, err: &crate::store::Error) {
-        let crate::store::Error::Full(message) = err else {
-            return;
-        };
-        if let Some(i) = STORE_BOUNDS
-            .iter()
-            .position(|bound| message.ends_with(&format!("({bound})")))
-        {
-            self.counters[i].inc();
+        if let crate::store::Error::Full { bound, .. } = err {
+            self.counters[*bound as usize].inc();
         }
     }
 }
@@ -486,11 +472,11 @@ impl Metrics {
     /// start, at 0).
     pub fn store_refusals(&self, cluster: &str) -> StoreRefusals {
         StoreRefusals {
-            counters: STORE_BOUNDS.map(|reason| {
+            counters: Bound::ALL.map(|bound| {
                 self.store_writes_refused
                     .get_or_create(&StoreLabels {
                         cluster: cluster.to_string(),
-                        reason,
+                        reason: bound.setting(),
                     })
                     .clone()
             }),
@@ -565,10 +551,10 @@ impl Metrics {
         self.instances.remove(&labels);
         self.plugin_log_written.remove(&labels);
         self.plugin_log_dropped.remove(&labels);
-        for reason in STORE_BOUNDS {
+        for bound in Bound::ALL {
             self.store_writes_refused.remove(&StoreLabels {
                 cluster: cluster.to_string(),
-                reason,
+                reason: bound.setting(),
             });
         }
         self.forget_instances(cluster, 0..slots);

@@ -241,14 +241,14 @@ impl RedisStore {
     /// the redb store's.
     fn full(&self, tenant: u32, bound: &str, used: u64, grow: u64) -> Error {
         let l = self.limits;
-        Error::Full(match bound {
+        match bound {
             "max-entries-per-tenant" => super::full_entries_per_tenant(tenant, used),
             "max-entries" => super::full_entries(used),
             "max-bytes-per-tenant" => {
                 super::full_bytes_per_tenant(tenant, used, l.max_bytes_per_tenant, grow)
             }
             _ => super::full_bytes(used, l.max_bytes, grow),
-        })
+        }
     }
 
     fn flag(&self, answer: &[Vec<u8>]) -> bool {
