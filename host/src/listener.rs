@@ -479,15 +479,27 @@ impl Conn {
             .strip_prefix(b"HTTP/1.1 ")
             .and_then(|rest| rest.get(..3))
             .and_then(|code| StatusCode::from_bytes(code).ok())?;
-        let message = match status {
-            StatusCode::URI_TOO_LONG => {
-                format!("the request URI is longer than {MAX_URI_BYTES} bytes")
-            }
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => format!(
-                "the request header is too large: at most {MAX_HEADERS} fields and {MAX_HEAD_BYTES} bytes"
+        let (limit, message) = match status {
+            StatusCode::URI_TOO_LONG => (
+                Limit::UriTooLong,
+                format!("the request URI is longer than {MAX_URI_BYTES} bytes"),
             ),
-            _ => "the request is not valid HTTP/1.1".to_string(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+                Limit::HeaderTooLarge,
+                format!(
+                    "the request header is too large: at most {MAX_HEADERS} fields and {MAX_HEAD_BYTES} bytes"
+                ),
+            ),
+            _ => (
+                Limit::BadRequest,
+                "the request is not valid HTTP/1.1".to_string(),
+            ),
         };
+        // hyper closes the connection after this answer.
+        self.metrics.hit(
+            limit,
+            format_args!("closed a connection from {}: {message}", self.peer),
+        );
         let fault = Fault::invalid(message);
         self.replacement = Some(Replacement {
             bytes: fault_answer(status, &fault, &[]),

@@ -324,4 +324,9 @@ async fn errors_the_http_stack_answers_itself_are_fault_bodies() {
     conn.write_all(b"HELLO THERE\r\n\r\n").await.unwrap();
     let got = read_to_close(&mut conn).await;
     check(parse_answer(&got).expect("400").0, 400, "HTTP");
+    // Each closed its connection, and each is counted by why.
+    let text = s.metrics().await;
+    for reason in ["uri-too-long", "header-too-large", "bad-request"] {
+        assert_eq!(metric(&text, &closed(reason)), 1.0, "{reason}:\n{text}");
+    }
 }

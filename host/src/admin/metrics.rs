@@ -83,18 +83,28 @@ pub enum Limit {
     IdleTimeout,
     /// `server.write-timeout-ms`.
     WriteTimeout,
+    /// A request URI over the fixed bound (answered 414).
+    UriTooLong,
+    /// A request head over the fixed bounds of fields and bytes (431).
+    HeaderTooLarge,
+    /// A request that is not HTTP/1.1 (400).
+    BadRequest,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 5] = [
+    pub const ALL: [Limit; 8] = [
         Limit::MaxConnections,
         Limit::HeaderReadTimeout,
         Limit::BodyReadTimeout,
         Limit::IdleTimeout,
         Limit::WriteTimeout,
+        Limit::UriTooLong,
+        Limit::HeaderTooLarge,
+        Limit::BadRequest,
     ];
 
-    /// The metric label, which is also the setting's name.
+    /// The metric label: the setting's name, or what a fixed bound
+    /// refused.
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::MaxConnections => "max-connections",
@@ -102,6 +112,9 @@ impl Limit {
             Limit::BodyReadTimeout => "body-read-timeout",
             Limit::IdleTimeout => "idle-timeout",
             Limit::WriteTimeout => "write-timeout",
+            Limit::UriTooLong => "uri-too-long",
+            Limit::HeaderTooLarge => "header-too-large",
+            Limit::BadRequest => "bad-request",
         }
     }
 }
@@ -383,7 +396,7 @@ impl Metrics {
         );
         registry.register(
             "http_connections_closed",
-            "HTTP connections closed by a timeout, by the timeout that closed them",
+            "HTTP connections closed by a timeout or by a request the HTTP stack could not read, by the reason",
             http.closed.clone(),
         );
         let store_writes_refused = Family::<StoreLabels, Counter>::default();
