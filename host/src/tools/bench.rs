@@ -79,8 +79,9 @@ pub struct BenchArgs {
     /// `load`: the running wasp, e.g. `http://127.0.0.1:8080`.
     #[arg(long)]
     pub url: Option<String>,
-    /// `load`: requests per second in all (default: as fast as the
-    /// connections go).
+    /// `load`: requests per second in all, evenly spaced, each one's
+    /// latency counted from the moment it was due (default: as fast as
+    /// the connections go).
     #[arg(long)]
     pub rate: Option<f64>,
     /// `load`: print the counts so far every this many seconds (0: only

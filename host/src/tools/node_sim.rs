@@ -65,7 +65,9 @@ pub struct SimArgs {
     /// Parameters of each request (a JSON object).
     #[arg(long, default_value = "{\"Text\":\"hello\"}")]
     pub load_params: String,
-    /// Requests per second in all (0: as fast as the concurrency allows).
+    /// Requests per second in all, evenly spaced, each one's latency
+    /// counted from the moment it was due (0: as fast as the concurrency
+    /// allows).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Requests in flight at once.
