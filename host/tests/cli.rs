@@ -550,6 +550,7 @@ fn bench_esp_prints_the_tax_the_floor_and_the_wrk_comparison() {
         "user-space tax: pooled ",
         "ratio b/a (pooled / native)",
         "this machine's floor under p99: a thread sleeping 0.1 ms at a time",
+        "waiting for a core: ",
     ] {
         assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
     }

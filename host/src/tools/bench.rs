@@ -282,14 +282,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         let busy = |us: Option<f64>| {
             us.map_or_else(|| "n/a".into(), |us| format!("{:.2}", us * m.rate / 1e6))
         };
+        let waited = |us: Option<f64>| us.map_or_else(|| "n/a".into(), |us| format!("{us:.1}"));
         format!(
-            "server {} + load generator {}",
+            "server {} + load generator {}; waiting for a core: {} + {} µs per request",
             busy(m.server_us),
-            busy(m.client_us)
+            busy(m.client_us),
+            waited(m.server_wait_us),
+            waited(m.client_wait_us)
         )
     };
     println!(
-        "cores busy at half rate, of {}:",
+        "cores busy at half rate, of {}, and the time their threads were runnable but not running:",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for (name, _, half, _) in &rows {
@@ -838,6 +841,10 @@ struct Measured {
     /// cannot tell.
     server_us: Option<f64>,
     client_us: Option<f64>,
+    /// Time per answered request that the threads of each process spent
+    /// runnable but waiting for a core, in microseconds.
+    server_wait_us: Option<f64>,
+    client_wait_us: Option<f64>,
 }
 
 /// Drives `connections` keep-alive connections for `duration`: as fast as
@@ -850,8 +857,10 @@ async fn load(
     rate: Option<f64>,
 ) -> Result<Measured> {
     let Target { addr, server_pid } = target;
-    let server_before = cpu_time(&server_pid.to_string());
+    let server = server_pid.to_string();
+    let server_before = cpu_time(&server);
     let client_before = cpu_time("self");
+    let waited_before = (run_queue_time(&server), run_queue_time("self"));
     let start = Instant::now();
     let stop = start + duration;
     let tally = Arc::new(Tally::default());
@@ -862,8 +871,10 @@ async fn load(
     let per_request = |before: Option<Duration>, after: Option<Duration>| {
         Some((after? - before?).as_secs_f64() * 1e6 / answered)
     };
-    let server_us = per_request(server_before, cpu_time(&server_pid.to_string()));
+    let server_us = per_request(server_before, cpu_time(&server));
     let client_us = per_request(client_before, cpu_time("self"));
+    let server_wait_us = per_request(waited_before.0, run_queue_time(&server));
+    let client_wait_us = per_request(waited_before.1, run_queue_time("self"));
     latencies.sort_unstable();
     let (_, failed, refused, _) = tally.counts();
     Ok(Measured {
@@ -873,6 +884,8 @@ async fn load(
         errors: failed + refused,
         server_us,
         client_us,
+        server_wait_us,
+        client_wait_us,
     })
 }
 
@@ -951,12 +964,24 @@ struct Target {
 /// CPU time used so far by every thread of process `pid` (`self` for this
 /// one), from `/proc/<pid>/task/*/schedstat` (Linux); `None` elsewhere.
 pub(crate) fn cpu_time(pid: &str) -> Option<Duration> {
+    sched_time(pid, 0)
+}
+
+/// Time every thread of process `pid` spent runnable but waiting for a
+/// core, so far (Linux); `None` elsewhere.
+fn run_queue_time(pid: &str) -> Option<Duration> {
+    sched_time(pid, 1)
+}
+
+/// Field `field` of `schedstat` (0: on a core, 1: waiting for one), in
+/// nanoseconds, summed over the threads of process `pid`.
+fn sched_time(pid: &str, field: usize) -> Option<Duration> {
     let mut total = 0u64;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
             continue; // the thread ended meanwhile
         };
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        total += stat.split_whitespace().nth(field)?.parse::<u64>().ok()?;
     }
     Some(Duration::from_nanos(total))
 }
