@@ -214,7 +214,6 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // Peaks are measured in interleaved rounds (a b c, a b c, ...) and the
     // median is reported: on a small machine a single run moves by several
     // percent with whatever else the scheduler does at that moment.
-    let mut peaks: Vec<Vec<Measured>> = vec![Vec::new(); targets.len()];
     let echo: Arc<[Call]> = Arc::new([Call {
         path: ECHO_PATH.to_string(),
         body: Bytes::from_static(BODY.as_bytes()),
@@ -230,19 +229,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .await
         .with_context(|| format!("warm up {name}"))?;
     }
-    for _ in 0..args.rounds.max(1) {
-        for ((_, addr), runs) in targets.iter().zip(&mut peaks) {
-            let peak = load(
-                *addr,
-                echo.clone(),
-                args.connections,
-                Duration::from_secs(args.seconds),
-                None,
-            )
-            .await?;
-            runs.push(peak);
-        }
-    }
+    let peaks = interleaved_loads(&targets, &echo, &args, None).await?;
     let mut rows = Vec::new();
     for ((name, addr), runs) in targets.into_iter().zip(&peaks) {
         let peak = median(runs);
@@ -323,21 +310,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // generator on the shared cores (the faster one parks instead), so
     // the same work is measured again at one rate all three sustain.
     let common = rows.iter().map(|r| r.1.rate).fold(f64::MAX, f64::min) / 2.0;
-    let mut equal: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
-    for _ in 0..args.rounds.max(1) {
-        for ((_, addr), cpu) in targets.iter().zip(&mut equal) {
-            let m = load(
-                *addr,
-                echo.clone(),
-                args.connections,
-                Duration::from_secs(args.seconds),
-                Some(common),
-            )
-            .await?;
-            cpu.extend(m.server_us);
-        }
-    }
-    let equal: Vec<Option<f64>> = equal.iter().map(|v| median_of(v)).collect();
+    let equal: Vec<Option<f64>> = interleaved_loads(&targets, &echo, &args, Some(common))
+        .await?
+        .iter()
+        .map(|runs| median_of(&runs.iter().filter_map(|m| m.server_us).collect::<Vec<_>>()))
+        .collect();
     println!();
     println!(
         "server CPU per request at one rate for all three ({common:.0} req/s, open loop, median of {} rounds):",
@@ -678,15 +655,9 @@ async fn wrk_comparison(targets: &[(&str, Target)], args: &BenchArgs) -> Result<
         "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [[{BODY}]]\n"
     );
     std::fs::write(&script, lua).context("write the wrk script")?;
-    let outcome = async {
-        let mut runs: Vec<Vec<WrkRun>> = (0..targets.len()).map(|_| Vec::new()).collect();
-        for _ in 0..args.rounds.max(1) {
-            for ((_, target), runs) in targets.iter().zip(&mut runs) {
-                runs.push(wrk_run(*target, &script, args.seconds).await?);
-            }
-        }
-        Ok::<_, anyhow::Error>(runs)
-    }
+    let outcome = interleaved(targets, args.rounds, |target| {
+        wrk_run(target, &script, args.seconds)
+    })
     .await;
     let _ = std::fs::remove_file(&script);
     let runs = outcome?;
@@ -827,6 +798,41 @@ fn median(runs: &[Measured]) -> Measured {
     let mut sorted = runs.to_vec();
     sorted.sort_by(|x, y| x.rate.total_cmp(&y.rate));
     sorted[sorted.len() / 2]
+}
+
+/// `rounds` interleaved rounds (a b c, a b c, ...) of `run` against each
+/// target: each target's runs, in order.
+async fn interleaved<T, F, Fut>(
+    targets: &[(&str, Target)],
+    rounds: usize,
+    mut run: F,
+) -> Result<Vec<Vec<T>>>
+where
+    F: FnMut(Target) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut runs: Vec<Vec<T>> = targets.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds.max(1) {
+        for ((_, target), runs) in targets.iter().zip(&mut runs) {
+            runs.push(run(*target).await?);
+        }
+    }
+    Ok(runs)
+}
+
+/// `--rounds` interleaved rounds of `load` with `calls` against each
+/// target, closed loop or at `rate`.
+async fn interleaved_loads(
+    targets: &[(&str, Target)],
+    calls: &Arc<[Call]>,
+    args: &BenchArgs,
+    rate: Option<f64>,
+) -> Result<Vec<Vec<Measured>>> {
+    let seconds = Duration::from_secs(args.seconds);
+    interleaved(targets, args.rounds, |target| {
+        load(target, calls.clone(), args.connections, seconds, rate)
+    })
+    .await
 }
 
 /// One measurement's outcome.
