@@ -864,9 +864,8 @@ async fn load(
 ) -> Result<Measured> {
     let Target { addr, server_pid } = target;
     let server = server_pid.to_string();
-    let server_before = cpu_time(&server);
-    let client_before = cpu_time("self");
-    let waited_before = (run_queue_time(&server), run_queue_time("self"));
+    let server_before = sched_times(&server);
+    let client_before = sched_times("self");
     let start = Instant::now();
     let stop = start + duration;
     let tally = Arc::new(Tally::default());
@@ -874,13 +873,19 @@ async fn load(
     let mut latencies = joined(tasks).await?;
     let elapsed = start.elapsed().as_secs_f64();
     let answered = latencies.len().max(1) as f64;
-    let per_request = |before: Option<Duration>, after: Option<Duration>| {
-        Some((after? - before?).as_secs_f64() * 1e6 / answered)
+    // On a core, and waiting for one, per answered request.
+    let per_request = |before: Option<SchedTimes>, after: Option<SchedTimes>| {
+        let (before, after) = (before?, after?);
+        let us = |b: Duration, a: Duration| (a - b).as_secs_f64() * 1e6 / answered;
+        Some((
+            us(before.running, after.running),
+            us(before.waiting, after.waiting),
+        ))
     };
-    let server_us = per_request(server_before, cpu_time(&server));
-    let client_us = per_request(client_before, cpu_time("self"));
-    let server_wait_us = per_request(waited_before.0, run_queue_time(&server));
-    let client_wait_us = per_request(waited_before.1, run_queue_time("self"));
+    let server = per_request(server_before, sched_times(&server));
+    let client = per_request(client_before, sched_times("self"));
+    let (server_us, server_wait_us) = (server.map(|t| t.0), server.map(|t| t.1));
+    let (client_us, client_wait_us) = (client.map(|t| t.0), client.map(|t| t.1));
     latencies.sort_unstable();
     let (_, failed, refused, _) = tally.counts();
     Ok(Measured {
@@ -970,26 +975,34 @@ struct Target {
 /// CPU time used so far by every thread of process `pid` (`self` for this
 /// one), from `/proc/<pid>/task/*/schedstat` (Linux); `None` elsewhere.
 pub(crate) fn cpu_time(pid: &str) -> Option<Duration> {
-    sched_time(pid, 0)
+    sched_times(pid).map(|t| t.running)
 }
 
-/// Time every thread of process `pid` spent runnable but waiting for a
-/// core, so far (Linux); `None` elsewhere.
-fn run_queue_time(pid: &str) -> Option<Duration> {
-    sched_time(pid, 1)
+/// What the threads of a process spent so far, summed.
+#[derive(Debug, Clone, Copy)]
+struct SchedTimes {
+    /// On a core.
+    running: Duration,
+    /// Runnable but waiting for a core.
+    waiting: Duration,
 }
 
-/// Field `field` of `schedstat` (0: on a core, 1: waiting for one), in
-/// nanoseconds, summed over the threads of process `pid`.
-fn sched_time(pid: &str, field: usize) -> Option<Duration> {
-    let mut total = 0u64;
+/// The first two fields of `schedstat`, summed over the threads of
+/// process `pid` (Linux); `None` elsewhere.
+fn sched_times(pid: &str) -> Option<SchedTimes> {
+    let (mut running, mut waiting) = (0u64, 0u64);
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
             continue; // the thread ended meanwhile
         };
-        total += stat.split_whitespace().nth(field)?.parse::<u64>().ok()?;
+        let mut fields = stat.split_whitespace().map(str::parse::<u64>);
+        running += fields.next()?.ok()?;
+        waiting += fields.next()?.ok()?;
     }
-    Some(Duration::from_nanos(total))
+    Some(SchedTimes {
+        running: Duration::from_nanos(running),
+        waiting: Duration::from_nanos(waiting),
+    })
 }
 
 /// One request of a load: where it goes and its body.
